@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# run.sh builds and runs usersd. Without DATABASE_URL it first creates (once)
+# and starts a project-local PostgreSQL in .devdb/, which keeps its data
+# across runs; `make devdb-stop` stops it and `make devdb-reset` wipes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  dir=.devdb
+  scripts/pgcluster.sh init "$dir"
+  scripts/pgcluster.sh start "$dir" "${DEVDB_PORT:-54329}"
+  scripts/pgcluster.sh createdb "$dir" usersd
+  DATABASE_URL=$(scripts/pgcluster.sh url "$dir" usersd)
+  export DATABASE_URL
+fi
+
+mkdir -p bin
+go build -o bin/usersd ./cmd/usersd
+exec bin/usersd "$@"

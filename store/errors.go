@@ -1,0 +1,65 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Domain errors. Callers match them with errors.Is; the wrapped detail is
+// for logs only.
+var (
+	ErrNotFound    = errors.New("user not found")
+	ErrEmailTaken  = errors.New("email already taken")
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// emailKey is the unique index on lower(email) (migrations/001).
+const emailKey = "users_email_lower_key"
+
+// classify turns a driver error into a domain error, by SQLSTATE and
+// constraint name, never by message text. Context errors pass through so
+// callers can tell a deadline from an outage.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch {
+		case pgErr.Code == "23505" && pgErr.ConstraintName == emailKey:
+			return errors.Join(ErrEmailTaken, err)
+		case pgErr.Code[:2] == "08", // connection exception
+			pgErr.Code == "53300",                                          // too many connections
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutting down, crashed, starting
+			return errors.Join(ErrUnavailable, err)
+		}
+		return err
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if isConnectionLoss(err) {
+		return errors.Join(ErrUnavailable, err)
+	}
+	return err
+}
+
+// isConnectionLoss reports errors that mean the database went away.
+func isConnectionLoss(err error) bool {
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[*net.OpError](err); ok {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err)
+}

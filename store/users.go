@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// User is a stored user.
+type User struct {
+	ID        uuid.UUID
+	Email     string
+	FullName  string
+	CreatedAt time.Time
+}
+
+// CreateHook runs inside the transaction that inserts a user, after the
+// insert; an error from it rolls the user back. Used to enqueue jobs
+// transactionally.
+type CreateHook func(ctx context.Context, tx pgx.Tx, u User) error
+
+// Users runs the queries on the users table.
+type Users struct {
+	db       *DB
+	onCreate CreateHook
+}
+
+// NewUsers returns the user store. onCreate may be nil.
+func NewUsers(db *DB, onCreate CreateHook) *Users {
+	return &Users{db: db, onCreate: onCreate}
+}
+
+// Create inserts a user with a new UUIDv7 id, and runs the create hook in the
+// same transaction. It expects validated input. An email that another user
+// has, ignoring case, is ErrEmailTaken.
+func (s *Users) Create(ctx context.Context, email, fullName string) (User, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return User{}, fmt.Errorf("create user: new id: %w", err)
+	}
+	u := User{ID: id, Email: email, FullName: fullName}
+
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	defer conn.Release()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx,
+			`INSERT INTO users (id, email, full_name) VALUES ($1, $2, $3) RETURNING created_at`,
+			u.ID, u.Email, u.FullName,
+		).Scan(&u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if s.onCreate != nil {
+			return s.onCreate(ctx, tx, u)
+		}
+		return nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", classify(err))
+	}
+	return u, nil
+}
+
+// Get returns the user with the given id, or ErrNotFound.
+func (s *Users) Get(ctx context.Context, id uuid.UUID) (User, error) {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
+	defer conn.Release()
+	var u User
+	err = conn.QueryRow(ctx,
+		`SELECT id, email, full_name, created_at FROM users WHERE id = $1`, id,
+	).Scan(&u.ID, &u.Email, &u.FullName, &u.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", classify(err))
+	}
+	return u, nil
+}
+
+// List returns up to limit users older than the user with id before (all
+// users when before is uuid.Nil), newest first, and whether more follow.
+// Keyset pagination over the UUIDv7 primary key: every page costs the same,
+// and rows inserted during a walk never shift it.
+func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, bool, error) {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", err)
+	}
+	defer conn.Release()
+
+	// One extra row tells whether another page follows.
+	var rows pgx.Rows
+	if before == uuid.Nil {
+		rows, err = conn.Query(ctx,
+			`SELECT id, email, full_name, created_at FROM users ORDER BY id DESC LIMIT $1`, limit+1)
+	} else {
+		rows, err = conn.Query(ctx,
+			`SELECT id, email, full_name, created_at FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit+1)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", classify(err))
+	}
+	users := make([]User, 0, limit+1)
+	var u User
+	_, err = pgx.ForEachRow(rows, []any{&u.ID, &u.Email, &u.FullName, &u.CreatedAt}, func() error {
+		users = append(users, u)
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", classify(err))
+	}
+	if len(users) > limit {
+		return users[:limit], true, nil
+	}
+	return users, false, nil
+}
