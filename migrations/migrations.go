@@ -65,7 +65,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	// River's tables. Each of its migrations runs in its own transaction
 	// (some add enum values, which cannot be used in the transaction that
 	// adds them); the advisory lock above still keeps other replicas out.
-	rm, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: log})
+	rm, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)}) // logged below, with names
 	if err != nil {
 		return fmt.Errorf("migrate river: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,4 +89,15 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	defer conn.Release()
 	return classify(conn.Ping(ctx))
+}
+
+// InTx runs fn in a transaction on a connection acquired with the bounded
+// wait, committing when fn returns nil. Errors are classified.
+func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	return classify(pgx.BeginFunc(ctx, conn, fn))
 }

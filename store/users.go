@@ -44,12 +44,7 @@ func (s *Users) Create(ctx context.Context, email, fullName string) (User, error
 	}
 	u := User{ID: id, Email: email, FullName: fullName}
 
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return User{}, fmt.Errorf("create user: %w", err)
-	}
-	defer conn.Release()
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err = s.db.InTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx,
 			`INSERT INTO users (id, email, full_name) VALUES ($1, $2, $3) RETURNING created_at`,
 			u.ID, u.Email, u.FullName,
@@ -63,29 +58,45 @@ func (s *Users) Create(ctx context.Context, email, fullName string) (User, error
 		return nil
 	})
 	if err != nil {
-		return User{}, fmt.Errorf("create user: %w", classify(err))
+		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	return u, nil
 }
 
 // Get returns the user with the given id, or ErrNotFound.
 func (s *Users) Get(ctx context.Context, id uuid.UUID) (User, error) {
-	conn, err := s.db.Acquire(ctx)
+	u, _, err := s.get(ctx, id)
 	if err != nil {
 		return User{}, fmt.Errorf("get user: %w", err)
 	}
+	return u, nil
+}
+
+// GetForWelcome returns the user and whether its welcome mail was recorded
+// as sent.
+func (s *Users) GetForWelcome(ctx context.Context, id uuid.UUID) (User, bool, error) {
+	u, welcomed, err := s.get(ctx, id)
+	if err != nil {
+		return User{}, false, fmt.Errorf("get user for welcome: %w", err)
+	}
+	return u, welcomed, nil
+}
+
+func (s *Users) get(ctx context.Context, id uuid.UUID) (User, bool, error) {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return User{}, false, err
+	}
 	defer conn.Release()
 	var u User
+	var welcomed bool
 	err = conn.QueryRow(ctx,
-		`SELECT id, email, full_name, created_at FROM users WHERE id = $1`, id,
-	).Scan(&u.ID, &u.Email, &u.FullName, &u.CreatedAt)
+		`SELECT id, email, full_name, created_at, welcomed_at IS NOT NULL FROM users WHERE id = $1`, id,
+	).Scan(&u.ID, &u.Email, &u.FullName, &u.CreatedAt, &welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, ErrNotFound
+		return User{}, false, ErrNotFound
 	}
-	if err != nil {
-		return User{}, fmt.Errorf("get user: %w", classify(err))
-	}
-	return u, nil
+	return u, welcomed, classify(err)
 }
 
 // List returns up to limit users older than the user with id before (all
@@ -124,4 +135,13 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 		return users[:limit], true, nil
 	}
 	return users, false, nil
+}
+
+// MarkWelcomedTx records, inside tx, that the welcome mail of user id was
+// sent.
+func (s *Users) MarkWelcomedTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
+	if _, err := tx.Exec(ctx, `UPDATE users SET welcomed_at = now() WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("mark welcomed: %w", classify(err))
+	}
+	return nil
 }

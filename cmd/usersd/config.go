@@ -1,0 +1,126 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acme/usersd/store"
+)
+
+// config is everything usersd reads from the environment (DESIGN.md).
+type config struct {
+	DatabaseURL     string
+	Bind            string
+	MaxConns        int32
+	MinConns        int32
+	AcquireTimeout  time.Duration
+	RequestTimeout  time.Duration
+	ShutdownDrain   time.Duration
+	ShutdownTimeout time.Duration
+	CORSOrigins     []string
+	LogLevel        slog.Level
+	LogFormat       string
+	SMTPURL         string
+	MailFrom        string
+	RiverWorkers    int
+	RiverUIUser     string
+	RiverUIPassword string
+	WebDir          string
+	PprofBind       string
+}
+
+// loadConfig reads the configuration; an error names the variable at fault.
+func loadConfig(getenv func(string) string) (config, error) {
+	p := parser{getenv: getenv}
+	c := config{
+		DatabaseURL:     getenv("DATABASE_URL"),
+		Bind:            cmp.Or(getenv("BIND"), "0.0.0.0:8000"),
+		MaxConns:        int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
+		MinConns:        int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
+		AcquireTimeout:  p.duration("DB_ACQUIRE_TIMEOUT", 5*time.Second),
+		RequestTimeout:  p.duration("REQUEST_TIMEOUT", 15*time.Second),
+		ShutdownDrain:   p.duration("SHUTDOWN_DRAIN", 0),
+		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
+		LogFormat:       cmp.Or(getenv("LOG_FORMAT"), "json"),
+		SMTPURL:         getenv("SMTP_URL"),
+		MailFrom:        cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
+		RiverWorkers:    p.int("RIVER_WORKERS", 10, 0, 10000),
+		RiverUIUser:     cmp.Or(getenv("RIVER_UI_USER"), "admin"),
+		RiverUIPassword: getenv("RIVER_UI_PASSWORD"),
+		WebDir:          getenv("WEB_DIR"),
+		PprofBind:       getenv("PPROF_BIND"),
+	}
+	if p.err != nil {
+		return c, p.err
+	}
+	if c.DatabaseURL == "" {
+		return c, fmt.Errorf("DATABASE_URL is required (a PostgreSQL URL such as postgres://user@localhost:5432/usersd; `make run` provides a local one)")
+	}
+	if _, err := store.ParseConfig(c.DatabaseURL); err != nil {
+		return c, fmt.Errorf("DATABASE_URL is malformed: %v", err) // pgconn redacts the password
+	}
+	if _, port, err := net.SplitHostPort(c.Bind); err != nil {
+		return c, fmt.Errorf("BIND must be host:port, such as 0.0.0.0:8000: %v", err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return c, fmt.Errorf("BIND has an invalid port %q", port)
+	}
+	if c.WebDir != "" {
+		if fi, err := os.Stat(c.WebDir); err != nil || !fi.IsDir() {
+			return c, fmt.Errorf("WEB_DIR %q is not a directory", c.WebDir)
+		}
+	}
+	if c.MinConns > c.MaxConns {
+		return c, fmt.Errorf("DB_MIN_CONNS (%d) must not exceed DB_MAX_CONNS (%d)", c.MinConns, c.MaxConns)
+	}
+	if c.RequestTimeout <= 0 || c.AcquireTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		return c, fmt.Errorf("REQUEST_TIMEOUT, DB_ACQUIRE_TIMEOUT and SHUTDOWN_TIMEOUT must be positive")
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("LOG_LEVEL"), "info"))); err != nil {
+		return c, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, not %q", getenv("LOG_LEVEL"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return c, fmt.Errorf("LOG_FORMAT must be json or text, not %q", c.LogFormat)
+	}
+	for o := range strings.SplitSeq(getenv("CORS_ALLOWED_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+	}
+	return c, nil
+}
+
+// parser reads typed variables, keeping the first error.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	s := p.getenv(name)
+	if s == "" || p.err != nil {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		p.err = fmt.Errorf("%s must be a duration such as 5s or 250ms, not %q", name, s)
+	}
+	return d
+}
+
+func (p *parser) int(name string, def, lo, hi int) int {
+	s := p.getenv(name)
+	if s == "" || p.err != nil {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		p.err = fmt.Errorf("%s must be a whole number from %d to %d, not %q", name, lo, hi, s)
+	}
+	return n
+}

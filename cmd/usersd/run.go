@@ -1,0 +1,232 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/joho/godotenv"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/acme/usersd/jobs"
+	"github.com/acme/usersd/migrations"
+	"github.com/acme/usersd/server"
+	"github.com/acme/usersd/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+const usage = "usage: usersd [serve | migrate | version]"
+
+// run is usersd. It returns when ctx is cancelled and shutdown is done, or
+// on a start-up error.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cmd := "serve"
+	if len(args) > 1 {
+		cmd = args[1]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "usersd", versionString())
+		return nil
+	case "serve", "migrate":
+	default:
+		return errors.New(usage)
+	}
+
+	getenv, err := withDotEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stdout)
+
+	db, err := store.Open(ctx, store.Config{
+		URL: cfg.DatabaseURL, MaxConns: cfg.MaxConns, MinConns: cfg.MinConns, AcquireTimeout: cfg.AcquireTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	if err := migrations.Apply(ctx, db.Pool, log); err != nil {
+		return err
+	}
+	if cmd == "migrate" {
+		log.Info("migrations applied")
+		return nil
+	}
+
+	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
+	if err != nil {
+		return err
+	}
+	// The worker needs the store and the store's create hook needs the
+	// River client, which needs the worker: tie the knot here.
+	welcome := &jobs.WelcomeWorker{DB: db, Mailer: mailer, Log: log}
+	riverClient, err := newRiverClient(cfg, db, log, welcome)
+	if err != nil {
+		return err
+	}
+	users := store.NewUsers(db, jobs.EnqueueWelcome(riverClient))
+	welcome.Users = users
+	if cfg.RiverWorkers > 0 {
+		if err := riverClient.Start(ctx); err != nil {
+			return fmt.Errorf("start river: %w", err)
+		}
+	}
+
+	health := server.NewHealth(db.Ping)
+	handler := server.New(users, health, server.Options{
+		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir,
+	})
+	if cfg.PprofBind != "" {
+		go servePprof(cfg.PprofBind, log)
+	}
+	srv := server.NewHTTPServer(handler, log)
+	ln, err := net.Listen("tcp", cfg.Bind)
+	if err != nil {
+		return fmt.Errorf("BIND %s: %w", cfg.Bind, err)
+	}
+	dbcfg := db.Pool.Config().ConnConfig
+	log.Info("usersd listening",
+		"addr", "http://"+ln.Addr().String(),
+		"database", fmt.Sprintf("%s@%s:%d/%s", dbcfg.User, dbcfg.Host, dbcfg.Port, dbcfg.Database),
+		"river_workers", cfg.RiverWorkers,
+		"version", versionString(),
+	)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	return shutdown(cfg, log, health, srv, riverClient)
+}
+
+// shutdown runs the order of DESIGN.md inside SHUTDOWN_TIMEOUT: readiness
+// off, drain, HTTP server, River; the pool closes as run returns.
+func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Server, rc *river.Client[pgx.Tx]) error {
+	log.Info("shutting down", "drain", cfg.ShutdownDrain, "timeout", cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+
+	health.SetShuttingDown()
+	select {
+	case <-time.After(cfg.ShutdownDrain):
+	case <-ctx.Done():
+	}
+
+	var errs []error
+	if err := srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		_ = srv.Close()
+	}
+
+	if cfg.RiverWorkers > 0 {
+		// Running jobs get a soft-stop window that leaves a margin of the
+		// budget for cancelling them.
+		deadline, _ := ctx.Deadline()
+		margin := min(time.Until(deadline)/4, 2*time.Second)
+		soft, cancelSoft := context.WithDeadline(ctx, deadline.Add(-margin))
+		err := rc.Stop(soft)
+		cancelSoft()
+		if err != nil {
+			log.Warn("jobs still running after the soft stop; cancelling them", "err", err)
+			if err := rc.StopAndCancel(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("river stop: %w", err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	log.Info("shutdown complete")
+	return nil
+}
+
+// newRiverClient builds the River client on the shared pool. With
+// RIVER_WORKERS=0 it only inserts jobs.
+func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.WelcomeWorker) (*river.Client[pgx.Tx], error) {
+	rc := &river.Config{Logger: log}
+	if cfg.RiverWorkers > 0 {
+		workers := river.NewWorkers()
+		river.AddWorker(workers, welcome)
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.RiverWorkers}}
+	}
+	client, err := river.NewClient(riverpgxv5.New(db.Pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return client, nil
+}
+
+// withDotEnv layers a .env file in the working directory under the real
+// environment, which wins.
+func withDotEnv(getenv func(string) string) (func(string) string, error) {
+	vars, err := godotenv.Read(".env")
+	if errors.Is(err, os.ErrNotExist) {
+		return getenv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf(".env: %w", err)
+	}
+	return func(k string) string { return cmp.Or(getenv(k), vars[k]) }, nil
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// servePprof exposes net/http/pprof on its own listener, only when
+// PPROF_BIND is set: profiles reveal internals and cost CPU.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", "addr", addr)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: server.ReadHeaderTimeout}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("pprof server", "err", err)
+	}
+}

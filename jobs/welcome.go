@@ -1,0 +1,92 @@
+// Package jobs holds usersd's River workers: the welcome email.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/acme/usersd/store"
+)
+
+// WelcomeArgs is the welcome_email job: mail user UserID once.
+type WelcomeArgs struct {
+	UserID uuid.UUID `json:"user_id"`
+}
+
+// Kind is the job kind stored in river_job.
+func (WelcomeArgs) Kind() string { return "welcome_email" }
+
+// EnqueueWelcome returns the store hook that inserts a welcome job in the
+// transaction that creates the user, so a committed user always has its job
+// and a rolled-back one never does.
+func EnqueueWelcome(client *river.Client[pgx.Tx]) store.CreateHook {
+	return func(ctx context.Context, tx pgx.Tx, u store.User) error {
+		if _, err := client.InsertTx(ctx, tx, WelcomeArgs{UserID: u.ID}, nil); err != nil {
+			return fmt.Errorf("enqueue welcome email: %w", err)
+		}
+		return nil
+	}
+}
+
+// WelcomeWorker sends the welcome mail and records the send in the
+// transaction that completes the job. A job whose send is already recorded
+// completes without mailing again.
+type WelcomeWorker struct {
+	river.WorkerDefaults[WelcomeArgs]
+	DB     *store.DB
+	Users  *store.Users
+	Mailer Mailer
+	Log    *slog.Logger
+}
+
+// Timeout bounds one attempt, SMTP conversation included.
+func (w *WelcomeWorker) Timeout(*river.Job[WelcomeArgs]) time.Duration { return time.Minute }
+
+// Work mails the user. Temporary failures return an error, so River retries
+// with backoff; a permanent rejection cancels the job.
+func (w *WelcomeWorker) Work(ctx context.Context, job *river.Job[WelcomeArgs]) error {
+	u, welcomed, err := w.Users.GetForWelcome(ctx, job.Args.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(fmt.Errorf("user %s does not exist", job.Args.UserID))
+	}
+	if err != nil {
+		return err
+	}
+	if !welcomed {
+		if err := w.Mailer.Send(ctx, WelcomeMail(u)); err != nil {
+			if errors.Is(err, ErrPermanent) {
+				w.Log.WarnContext(ctx, "welcome mail rejected; not retrying", "user_id", u.ID, "job_id", job.ID, "err", err)
+				return river.JobCancel(err)
+			}
+			return err
+		}
+	}
+	return w.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if !welcomed {
+			if err := w.Users.MarkWelcomedTx(ctx, tx, u.ID); err != nil {
+				return err
+			}
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+}
+
+// WelcomeMail is the mail a new user receives.
+func WelcomeMail(u store.User) Mail {
+	return Mail{
+		To:      u.Email,
+		Subject: "Welcome, " + u.FullName,
+		Body: "Hello " + u.FullName + ",\n\n" +
+			"welcome aboard! Your account " + u.Email + " is ready.\n\n" +
+			"-- usersd\n",
+	}
+}

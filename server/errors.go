@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/acme/usersd/store"
+)
+
+// errTooLarge is a request body over its limit.
+var errTooLarge = errors.New("request body too large")
+
+// wireError is how one kind of domain error looks on the wire.
+type wireError struct {
+	code    connect.Code
+	status  int    // REST status
+	rest    string // REST "error"
+	message string // fixed client message; empty means the error's own text
+}
+
+// The error table of DESIGN.md, in one place.
+var (
+	errInvalid     = wireError{connect.CodeInvalidArgument, http.StatusBadRequest, "validation", ""}
+	errNotFound    = wireError{connect.CodeNotFound, http.StatusNotFound, "not_found", "user not found"}
+	errConflict    = wireError{connect.CodeAlreadyExists, http.StatusConflict, "conflict", "email already taken"}
+	errLarge       = wireError{connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge, "too_large", "request body too large"}
+	errTimeout     = wireError{connect.CodeDeadlineExceeded, http.StatusGatewayTimeout, "timeout", "request timed out"}
+	errCanceled    = wireError{connect.CodeCanceled, 499, "canceled", "request canceled"}
+	errUnavailable = wireError{connect.CodeUnavailable, http.StatusServiceUnavailable, "unavailable", "service temporarily unavailable, retry later"}
+	errInternal    = wireError{connect.CodeInternal, http.StatusInternalServerError, "internal_error", "internal error"}
+)
+
+// toWire classifies err by the table and returns what the client may see.
+// Unavailable and internal errors are logged here with their detail, which
+// never reaches the client.
+func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string) {
+	var w wireError
+	var fe *FieldError
+	switch {
+	case errors.As(err, &fe):
+		return errInvalid, fe.Error()
+	case errors.Is(err, store.ErrNotFound):
+		w = errNotFound
+	case errors.Is(err, store.ErrEmailTaken):
+		w = errConflict
+	case errors.Is(err, errTooLarge):
+		w = errLarge
+	case errors.Is(err, context.DeadlineExceeded):
+		w = errTimeout
+	case errors.Is(err, context.Canceled):
+		w = errCanceled
+	case errors.Is(err, store.ErrUnavailable):
+		w = errUnavailable
+		log.WarnContext(ctx, "database unavailable", "err", err)
+	default:
+		w = errInternal
+		log.ErrorContext(ctx, "internal error", "err", err)
+	}
+	return w, w.message
+}
+
+// connectError turns a domain error into a Connect error by the table.
+func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Error {
+	if ce, ok := errors.AsType[*connect.Error](err); ok {
+		return ce
+	}
+	w, msg := toWire(ctx, log, err)
+	ce := connect.NewError(w.code, errors.New(msg))
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		if d, derr := connect.NewErrorDetail(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Message}},
+		}); derr == nil {
+			ce.AddDetail(d)
+		}
+	}
+	return ce
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// access is what one request's access log line says; handlers and the
+// Connect interceptor fill it in through the request context.
+type access struct {
+	protocol  string // connect, grpc, grpcweb, or http
+	procedure string
+	outcome   string // Connect code, or REST error name
+}
+
+type accessKey struct{}
+
+func setOutcome(ctx context.Context, outcome string) {
+	if a, ok := ctx.Value(accessKey{}).(*access); ok {
+		a.outcome = outcome
+	}
+}
+
+// statusWriter records the status code; it keeps Flush and Unwrap
+// available, which gRPC and streaming need.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// withAccessLog writes one structured line per request and turns a panic
+// in a plain HTTP handler into a 500 with the stack in the log.
+func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		a := &access{protocol: "http"}
+		sw := &statusWriter{ResponseWriter: w}
+		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, a))
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.ErrorContext(r.Context(), "panic", "panic", p, "stack", string(debug.Stack()))
+				if sw.status == 0 {
+					writeJSON(sw, http.StatusInternalServerError, restError{Error: errInternal.rest, Message: errInternal.message})
+				}
+				a.outcome = errInternal.rest
+			}
+			if a.procedure == "" && isRPC(r) {
+				// Rejected before the interceptor ran (e.g. too large).
+				rpcOutcome(a, r, sw)
+			}
+			route := a.procedure
+			if route == "" {
+				route = r.Pattern
+				if route == "" {
+					route = r.Method + " " + r.URL.Path
+				}
+			}
+			outcome := a.outcome
+			if outcome == "" {
+				outcome = "ok"
+				if sw.status >= 400 {
+					outcome = strings.ToLower(strings.ReplaceAll(http.StatusText(sw.status), " ", "_"))
+				}
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("protocol", a.protocol),
+				slog.String("route", route),
+				slog.String("outcome", outcome),
+				slog.Int("status", sw.status),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.String("http", r.Proto),
+			)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// rpcInterceptor applies the server-side deadline (the client's, when it
+// asked for a shorter one) and records the RPC's protocol, procedure and
+// code for the access log.
+func rpcInterceptor(timeout time.Duration) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			resp, err := next(ctx, req)
+			if a, ok := ctx.Value(accessKey{}).(*access); ok {
+				a.protocol = req.Peer().Protocol
+				a.procedure = req.Spec().Procedure
+				a.outcome = "ok"
+				if err != nil {
+					a.outcome = connect.CodeOf(err).String()
+				}
+			}
+			return resp, err
+		}
+	}
+}
+
+func isRPC(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/users.v1.") || strings.HasPrefix(r.URL.Path, "/grpc.")
+}
+
+// rpcOutcome fills in an access record from the response alone.
+func rpcOutcome(a *access, r *http.Request, w *statusWriter) {
+	a.procedure = r.URL.Path
+	ct := r.Header.Get("Content-Type")
+	h := w.Header()
+	status := h.Get("Grpc-Status")
+	if status == "" {
+		status = h.Get(http.TrailerPrefix + "Grpc-Status")
+	}
+	switch {
+	case strings.HasPrefix(ct, "application/grpc-web"):
+		a.protocol = "grpcweb"
+	case strings.HasPrefix(ct, "application/grpc"):
+		a.protocol = "grpc"
+	default:
+		a.protocol = "connect"
+	}
+	if a.protocol != "connect" && status != "" {
+		if n, err := strconv.Atoi(status); err == nil && n > 0 {
+			a.outcome = connect.Code(n).String()
+		}
+	}
+}

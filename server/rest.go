@@ -1,0 +1,177 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	usersv1 "github.com/acme/usersd/gen/users/v1"
+)
+
+// maxRESTBody is the largest REST request body; more is 413.
+const maxRESTBody = 1 << 20
+
+// restUser is a user in the REST shim's JSON.
+type restUser struct {
+	ID        string `json:"id"`
+	Email     string `json:"email"`
+	FullName  string `json:"full_name"`
+	CreatedAt string `json:"created_at"`
+}
+
+type restList struct {
+	Users         []restUser `json:"users"`
+	NextPageToken string     `json:"next_page_token"`
+}
+
+type restError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func toREST(u *usersv1.User) restUser {
+	return restUser{
+		ID:        u.Id,
+		Email:     u.Email,
+		FullName:  u.FullName,
+		CreatedAt: u.CreatedAt.AsTime().UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// rest is the JSON shim over the same service as the Connect handler.
+type rest struct{ svc *service }
+
+func (h *rest) create(w http.ResponseWriter, r *http.Request) {
+	var req usersv1.CreateUserRequest
+	if err := decodeCreate(http.MaxBytesReader(w, r.Body, maxRESTBody), &req); err != nil {
+		h.error(w, r, err)
+		return
+	}
+	u, err := h.svc.createUser(r.Context(), &req)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/users/"+u.Id)
+	writeJSON(w, http.StatusCreated, toREST(u))
+}
+
+func (h *rest) get(w http.ResponseWriter, r *http.Request) {
+	u, err := h.svc.getUser(r.Context(), &usersv1.GetUserRequest{Id: r.PathValue("id")})
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toREST(u))
+}
+
+func (h *rest) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := usersv1.ListUsersRequest{PageToken: q.Get("page_token")}
+	if s := q.Get("page_size"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 32)
+		switch {
+		case errors.Is(err, strconv.ErrRange) && n > 0:
+			n = maxPageSize // a huge page size is clamped like any other
+		case err != nil:
+			h.error(w, r, fieldError("page_size", "must be an integer"))
+			return
+		}
+		req.PageSize = int32(n)
+	}
+	resp, err := h.svc.listUsers(r.Context(), &req)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	out := restList{Users: make([]restUser, len(resp.Users)), NextPageToken: resp.NextPageToken}
+	for i, u := range resp.Users {
+		out.Users[i] = toREST(u)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *rest) error(w http.ResponseWriter, r *http.Request, err error) {
+	wire, msg := toWire(r.Context(), h.svc.log, err)
+	setOutcome(r.Context(), wire.rest)
+	writeJSON(w, wire.status, restError{Error: wire.rest, Message: msg})
+}
+
+// methodNotAllowed answers 405 with the methods the path does take.
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, restError{
+			Error: "method_not_allowed", Message: r.Method + " is not allowed here; use " + allow,
+		})
+	}
+}
+
+// decodeCreate reads a CreateUser body: one JSON object with only the known
+// fields, each of the right type.
+func decodeCreate(body io.Reader, req *usersv1.CreateUserRequest) error {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errTooLarge
+		}
+		return fmt.Errorf("read body: %w", err)
+	}
+	return decodeCreateJSON(b, req)
+}
+
+func decodeCreateJSON(b []byte, req *usersv1.CreateUserRequest) error {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return fieldError("body", "must be a JSON object")
+	}
+	var in struct {
+		Email    string `json:"email"`
+		FullName string `json:"full_name"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fieldError("body", "must hold exactly one JSON object")
+	}
+	req.Email, req.FullName = in.Email, in.FullName
+	return nil
+}
+
+// bodyError describes a JSON decoding error without echoing the input.
+func bodyError(err error) error {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+		return fieldError(te.Field, "must be a JSON %s", te.Type.Kind())
+	}
+	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fieldError("body", "is not valid JSON")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fieldError("body", "is not valid JSON")
+	}
+	// DisallowUnknownFields reports `json: unknown field "x"`.
+	const prefix = "json: unknown field "
+	if s := err.Error(); len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return fieldError("body", "has unknown field %s", s[len(prefix):])
+	}
+	return fieldError("body", "is not a valid CreateUser request")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal_error","message":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
