@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
 )
 
 // Mail is one plain-text message.

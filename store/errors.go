@@ -36,7 +36,7 @@ func classify(err error) error {
 		case pgErr.Code == "23505" && pgErr.ConstraintName == emailKey:
 			return errors.Join(ErrEmailTaken, err)
 		case pgErr.Code[:2] == "08", // connection exception
-			pgErr.Code == "53300",                                          // too many connections
+			pgErr.Code == "53300",                                               // too many connections
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutting down, crashed, starting
 			return errors.Join(ErrUnavailable, err)
 		}
