@@ -4,19 +4,44 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 BUF      := $(TOOL) buf
 NODE_BIN := web-client/node_modules/.bin
 
-.PHONY: run test generate checkgenerate lint breaking devdb-stop devdb-reset build
+.PHONY: run test test-go test-web test-faults fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
 
 ## run: start usersd on :8000 with a local PostgreSQL in .devdb/ (or DATABASE_URL)
-run:
+run: web
 	scripts/run.sh
 
-## test: every test suite, against a throwaway PostgreSQL (or TEST_DATABASE_URL)
-test:
-	scripts/with-testdb.sh $(GO) test -race -count=1 ./...
+## test: every test suite, against one throwaway PostgreSQL (or TEST_DATABASE_URL)
+test: build web
+	scripts/with-testdb.sh $(MAKE) --no-print-directory test-go test-faults test-web
 
-## build: the usersd binary in bin/
+## test-go: the Go tests (needs TEST_DATABASE_URL; `make test` provides it)
+test-go:
+	$(GO) test -race -count=1 ./...
+
+## test-faults: fault-injection tests against the built binary
+test-faults: build
+	@if [ -d test/faults ]; then $(GO) test -count=1 -timeout 10m -tags faults ./test/faults/...; fi
+
+## test-web: Node and browser tests of the web client against a live usersd
+test-web: build web
+	@if [ -x web-client/scripts/test.sh ]; then web-client/scripts/test.sh; fi
+
+## build: the usersd binary in bin/, with release flags
 build:
-	$(GO) build -o bin/usersd ./cmd/usersd
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o bin/usersd ./cmd/usersd
+
+## web: build the demo page into web-client/dist
+web: web-client/node_modules/.package-lock.json
+	@if grep -q '"build"' web-client/package.json; then cd web-client && npm run build; fi
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@if [ -x scripts/fuzz.sh ]; then FUZZTIME=$(FUZZTIME) scripts/fuzz.sh; fi
+
+## bench: load benchmarks against bare baselines; prints one table
+bench:
+	@if [ -x bench/run.sh ]; then bench/run.sh; fi
 
 web-client/node_modules/.package-lock.json: web-client/package.json web-client/package-lock.json
 	cd web-client && npm ci --no-audit --no-fund

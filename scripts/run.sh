@@ -14,6 +14,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
 fi
 
+if [ -z "${WEB_DIR:-}" ] && [ -f web-client/dist/index.html ]; then
+  export WEB_DIR=web-client/dist
+fi
+
 mkdir -p bin
 go build -o bin/usersd ./cmd/usersd
 exec bin/usersd "$@"
