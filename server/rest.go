@@ -32,6 +32,7 @@ type restList struct {
 type restError struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	Field   string `json:"field,omitempty"` // the offending field of a validation error
 }
 
 func toREST(u *usersv1.User) restUser {
@@ -99,7 +100,11 @@ func (h *rest) list(w http.ResponseWriter, r *http.Request) {
 func (h *rest) error(w http.ResponseWriter, r *http.Request, err error) {
 	wire, msg := toWire(r.Context(), h.svc.log, err)
 	setOutcome(r.Context(), wire.rest)
-	writeJSON(w, wire.status, restError{Error: wire.rest, Message: msg})
+	body := restError{Error: wire.rest, Message: msg}
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		body.Field = fe.Field
+	}
+	writeJSON(w, wire.status, body)
 }
 
 // methodNotAllowed answers 405 with the methods the path does take.

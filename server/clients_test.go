@@ -1,0 +1,259 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	usersv1 "github.com/acme/usersd/gen/users/v1"
+	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+)
+
+// apiClient is one way of calling the users API. Errors come back as
+// *callError so every client can be checked against one table.
+type apiClient interface {
+	create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error)
+	get(ctx context.Context, id string) (*usersv1.User, error)
+	list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error)
+}
+
+// callError is a failed call, seen the same way from every client.
+type callError struct {
+	code  connect.Code
+	field string // the BadRequest field violation, for invalid_argument
+	msg   string
+}
+
+func (e *callError) Error() string { return fmt.Sprintf("%v (field %q): %s", e.code, e.field, e.msg) }
+
+// clients returns the seven clients of the table tests, all on ts.
+func clients(t *testing.T, ts *testServer) map[string]apiClient {
+	h2 := h2cClient(t)
+	conn, err := grpc.NewClient(strings.TrimPrefix(ts.URL, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return map[string]apiClient{
+		"connect-json":  connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithProtoJSON())},
+		"connect-proto": connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL)},
+		"connect-get":   connectClient{usersv1connect.NewUserServiceClient(h1Client(t), ts.URL, connect.WithHTTPGet(), connect.WithProtoJSON())},
+		"grpc":          connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithGRPC())},
+		"grpc-web":      connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithGRPCWeb())},
+		"grpc-go":       grpcClient{conn},
+		"rest":          restClient{h1Client(t), ts.URL},
+	}
+}
+
+type connectClient struct{ c usersv1connect.UserServiceClient }
+
+func (c connectClient) create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error) {
+	resp, err := c.c.CreateUser(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	return resp.Msg.User, nil
+}
+
+func (c connectClient) get(ctx context.Context, id string) (*usersv1.User, error) {
+	resp, err := c.c.GetUser(ctx, connect.NewRequest(&usersv1.GetUserRequest{Id: id}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	return resp.Msg.User, nil
+}
+
+func (c connectClient) list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error) {
+	resp, err := c.c.ListUsers(ctx, connect.NewRequest(&usersv1.ListUsersRequest{PageSize: size, PageToken: token}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	return resp.Msg, nil
+}
+
+func fromConnect(err error) error {
+	ce := new(connect.Error)
+	if !errors.As(err, &ce) {
+		return err
+	}
+	out := &callError{code: ce.Code(), msg: ce.Message()}
+	for _, d := range ce.Details() {
+		if v, err := d.Value(); err == nil {
+			if br, ok := v.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+				out.field = br.FieldViolations[0].Field
+			}
+		}
+	}
+	return out
+}
+
+// grpcClient is an independent gRPC implementation (grpc-go) calling the
+// generated messages directly.
+type grpcClient struct{ conn *grpc.ClientConn }
+
+func (c grpcClient) invoke(ctx context.Context, method string, req, resp proto.Message) error {
+	err := c.conn.Invoke(ctx, method, req, resp)
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(err)
+	out := &callError{code: connect.Code(st.Code()), msg: st.Message()}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+			out.field = br.FieldViolations[0].Field
+		}
+	}
+	return out
+}
+
+func (c grpcClient) create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error) {
+	resp := new(usersv1.CreateUserResponse)
+	if err := c.invoke(ctx, usersv1connect.UserServiceCreateUserProcedure, req, resp); err != nil {
+		return nil, err
+	}
+	return resp.User, nil
+}
+
+func (c grpcClient) get(ctx context.Context, id string) (*usersv1.User, error) {
+	resp := new(usersv1.GetUserResponse)
+	if err := c.invoke(ctx, usersv1connect.UserServiceGetUserProcedure, &usersv1.GetUserRequest{Id: id}, resp); err != nil {
+		return nil, err
+	}
+	return resp.User, nil
+}
+
+func (c grpcClient) list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error) {
+	resp := new(usersv1.ListUsersResponse)
+	err := c.invoke(ctx, usersv1connect.UserServiceListUsersProcedure, &usersv1.ListUsersRequest{PageSize: size, PageToken: token}, resp)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// restClient calls the JSON shim with plain net/http.
+type restClient struct {
+	hc   *http.Client
+	base string
+}
+
+// restCodes is DESIGN.md's error table read backwards: REST status and
+// error name to the Connect code.
+var restCodes = map[string]struct {
+	status int
+	code   connect.Code
+}{
+	"validation":     {400, connect.CodeInvalidArgument},
+	"not_found":      {404, connect.CodeNotFound},
+	"conflict":       {409, connect.CodeAlreadyExists},
+	"too_large":      {413, connect.CodeResourceExhausted},
+	"timeout":        {504, connect.CodeDeadlineExceeded},
+	"unavailable":    {503, connect.CodeUnavailable},
+	"internal_error": {500, connect.CodeInternal},
+}
+
+type restUser struct {
+	ID        string `json:"id"`
+	Email     string `json:"email"`
+	FullName  string `json:"full_name"`
+	CreatedAt string `json:"created_at"`
+}
+
+func (u restUser) proto() (*usersv1.User, error) {
+	ts, err := time.Parse(time.RFC3339Nano, u.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("created_at %q is not RFC 3339: %w", u.CreatedAt, err)
+	}
+	if ts.Location() != time.UTC {
+		return nil, fmt.Errorf("created_at %q is not UTC", u.CreatedAt)
+	}
+	return &usersv1.User{Id: u.ID, Email: u.Email, FullName: u.FullName, CreatedAt: timestamppb.New(ts)}, nil
+}
+
+func (c restClient) do(ctx context.Context, method, path string, body []byte, wantStatus int, out any) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		return nil, fmt.Errorf("content-type %q, want application/json", ct)
+	}
+	dec := json.NewDecoder(resp.Body)
+	if resp.StatusCode != wantStatus {
+		var e struct{ Error, Message, Field string }
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("status %d with undecodable body: %w", resp.StatusCode, err)
+		}
+		want, ok := restCodes[e.Error]
+		if !ok || want.status != resp.StatusCode {
+			return nil, fmt.Errorf("status %d with error %q does not match the error table", resp.StatusCode, e.Error)
+		}
+		return nil, &callError{code: want.code, field: e.Field, msg: e.Message}
+	}
+	dec.DisallowUnknownFields()
+	return resp, dec.Decode(out)
+}
+
+func (c restClient) create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error) {
+	body, _ := json.Marshal(map[string]string{"email": req.Email, "full_name": req.FullName})
+	var u restUser
+	resp, err := c.do(ctx, http.MethodPost, "/users", body, http.StatusCreated, &u)
+	if err != nil {
+		return nil, err
+	}
+	if loc := resp.Header.Get("Location"); loc != "/users/"+u.ID {
+		return nil, fmt.Errorf("Location %q, want /users/%s", loc, u.ID)
+	}
+	return u.proto()
+}
+
+func (c restClient) get(ctx context.Context, id string) (*usersv1.User, error) {
+	var u restUser
+	if _, err := c.do(ctx, http.MethodGet, "/users/"+url.PathEscape(id), nil, http.StatusOK, &u); err != nil {
+		return nil, err
+	}
+	return u.proto()
+}
+
+func (c restClient) list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error) {
+	var page struct {
+		Users         []restUser `json:"users"`
+		NextPageToken string     `json:"next_page_token"`
+	}
+	q := url.Values{"page_size": {fmt.Sprint(size)}, "page_token": {token}}
+	if _, err := c.do(ctx, http.MethodGet, "/users?"+q.Encode(), nil, http.StatusOK, &page); err != nil {
+		return nil, err
+	}
+	out := &usersv1.ListUsersResponse{NextPageToken: page.NextPageToken}
+	for _, u := range page.Users {
+		pu, err := u.proto()
+		if err != nil {
+			return nil, err
+		}
+		out.Users = append(out.Users, pu)
+	}
+	return out, nil
+}

@@ -1,0 +1,179 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"go.uber.org/goleak"
+
+	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/logtest"
+	"github.com/acme/usersd/jobs"
+	"github.com/acme/usersd/server"
+	"github.com/acme/usersd/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testServer is usersd's handler on a real loopback listener speaking
+// HTTP/1.1 and h2c, over a fresh database.
+type testServer struct {
+	URL   string
+	DB    *store.DB
+	proxy *pgProxy // non-nil when started with a cuttable database link
+}
+
+type setupOpts struct {
+	proxy bool // route the pool through a TCP proxy that the test can cut
+}
+
+func setup(t *testing.T, o setupOpts) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := dbtest.URL(t)
+	ts := &testServer{}
+	if o.proxy {
+		ts.proxy = newPGProxy(t, dbURL)
+		dbURL = ts.proxy.url
+	}
+	db, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 4, MinConns: 0, AcquireTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.DB = db
+	// An insert-only River client: creates enqueue their welcome job for real.
+	rc, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logtest.New(t)
+	users := store.NewUsers(db, jobs.EnqueueWelcome(rc))
+	h := server.New(users, server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: 5 * time.Second})
+	srv := server.NewHTTPServer(h, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+		db.Close()
+	})
+	ts.URL = "http://" + ln.Addr().String()
+	return ts
+}
+
+// h2cClient speaks cleartext HTTP/2 with prior knowledge.
+func h2cClient(t *testing.T) *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// h1Client speaks HTTP/1.1.
+func h1Client(t *testing.T) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// pgProxy forwards TCP connections to PostgreSQL; cut makes the database
+// unreachable (open links dropped, new ones refused) until restore.
+type pgProxy struct {
+	url    string
+	target string // network address of the real server
+	net    string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+	ln     net.Listener
+	wg     sync.WaitGroup
+}
+
+func newPGProxy(t *testing.T, dbURL string) *pgProxy {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{conns: make(map[net.Conn]struct{}), net: "tcp", target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
+	if len(cfg.Host) > 0 && cfg.Host[0] == '/' {
+		p.net, p.target = "unix", cfg.Host+"/.s.PGSQL."+strconv.Itoa(int(cfg.Port))
+	}
+	p.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: p.ln.Addr().String(), Path: "/" + cfg.Database, RawQuery: "sslmode=disable"}
+	p.url = u.String()
+	p.wg.Go(p.accept)
+	t.Cleanup(func() {
+		_ = p.ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *pgProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		up, err := net.Dial(p.net, p.target)
+		if err != nil {
+			p.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			_ = dst.Close()
+			_ = src.Close()
+		}
+		p.wg.Go(func() { pipe(up, c) })
+		p.wg.Go(func() { pipe(c, up) })
+	}
+}
+
+func (p *pgProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *pgProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
