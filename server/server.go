@@ -76,7 +76,7 @@ func New(users *store.Users, health *Health, opts Options) http.Handler {
 	mux.HandleFunc("GET /healthz", health.serveHTTP)
 	mux.HandleFunc("GET /livez", serveLivez)
 	if opts.WebDir != "" {
-		mux.Handle("GET /", webHandler(opts.WebDir))
+		mux.Handle("/", webHandler(opts.WebDir))
 	}
 
 	return withAccessLog(log, withCORS(opts.CORSOrigins, mux))

@@ -1,0 +1,150 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/logtest"
+	"github.com/acme/usersd/server"
+	"github.com/acme/usersd/store"
+)
+
+// TestRESTBodies checks what the shim does with bodies that are not a
+// valid CreateUser object, and with wrong methods.
+func TestRESTBodies(t *testing.T) {
+	t.Parallel()
+	ts := setup(t, setupOpts{})
+	hc := h1Client(t)
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		errName, field, allow    string
+	}{
+		{"array", "POST", "/users", `[]`, 400, "validation", "body", ""},
+		{"string", "POST", "/users", `"x"`, 400, "validation", "body", ""},
+		{"null", "POST", "/users", `null`, 400, "validation", "body", ""},
+		{"empty", "POST", "/users", ``, 400, "validation", "body", ""},
+		{"syntax error", "POST", "/users", `{"email":`, 400, "validation", "body", ""},
+		{"unknown field", "POST", "/users", `{"email":"a@b.c","full_name":"A","admin":true}`, 400, "validation", "body", ""},
+		{"wrong type", "POST", "/users", `{"email":"a@b.c","full_name":42}`, 400, "validation", "full_name", ""},
+		{"two objects", "POST", "/users", `{"email":"a@b.c","full_name":"A"}{}`, 400, "validation", "body", ""},
+		{"over 1 MiB", "POST", "/users", `{"email":"a@b.c","full_name":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "too_large", "", ""},
+		{"page_size not a number", "GET", "/users?page_size=ten", "", 400, "validation", "page_size", ""},
+		{"empty id", "GET", "/users/%20", "", 400, "validation", "id", ""},
+		{"PUT /users", "PUT", "/users", "{}", 405, "method_not_allowed", "", "GET, HEAD, POST"},
+		{"DELETE /users/{id}", "DELETE", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", "", 405, "method_not_allowed", "", "GET, HEAD"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), tc.method, ts.URL+tc.path, strings.NewReader(tc.body))
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e struct{ Error, Message, Field string }
+			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+				t.Fatalf("status %d, body not JSON: %v", resp.StatusCode, err)
+			}
+			if resp.StatusCode != tc.status || e.Error != tc.errName || e.Field != tc.field || e.Message == "" {
+				t.Errorf("got %d %+v, want %d error %q field %q", resp.StatusCode, e, tc.status, tc.errName, tc.field)
+			}
+			if got := resp.Header.Get("Allow"); got != tc.allow {
+				t.Errorf("Allow = %q, want %q", got, tc.allow)
+			}
+		})
+	}
+}
+
+// TestCORS checks that only configured origins may call from a browser.
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t, store.Config{MaxConns: 2})
+	log := logtest.New(t)
+	h := server.New(store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{
+		Logger: log, CORSOrigins: []string{"http://app.example"},
+	})
+	closed := server.New(store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
+
+	preflight := func(h http.Handler, origin string) http.Header {
+		req, _ := http.NewRequest(http.MethodOptions, "/users.v1.UserService/CreateUser", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "connect-protocol-version,content-type,x-grpc-web")
+		rec := newRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Header()
+	}
+	if got := preflight(h, "http://app.example").Get("Access-Control-Allow-Origin"); got != "http://app.example" {
+		t.Errorf("allowed origin: Access-Control-Allow-Origin = %q", got)
+	}
+	if got := preflight(h, "http://evil.example").Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("other origin: Access-Control-Allow-Origin = %q, want none", got)
+	}
+	if got := preflight(closed, "http://app.example").Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("no origins configured: Access-Control-Allow-Origin = %q, want none", got)
+	}
+}
+
+// TestWebDir checks the static page: files with their types, index.html
+// for "/", no listings.
+func TestWebDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><title>usersd</title>"), 0o644))
+	must(os.Mkdir(filepath.Join(dir, "assets"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "assets", "app.js"), []byte("console.log(1)"), 0o644))
+	db := dbtest.New(t, store.Config{MaxConns: 2})
+	h := server.New(store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
+	for _, tc := range []struct {
+		path   string
+		status int
+		ctype  string
+	}{
+		{"/", 200, "text/html; charset=utf-8"},
+		{"/assets/app.js", 200, "text/javascript; charset=utf-8"},
+		{"/assets/", 404, ""},
+		{"/assets", 404, ""},
+		{"/nope.html", 404, ""},
+		{"/etc/passwd", 404, ""},
+		{"/livez", 200, "application/json"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, tc.path, nil)
+		rec := newRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.code != tc.status || (tc.ctype != "" && rec.Header().Get("Content-Type") != tc.ctype) {
+			t.Errorf("GET %s = %d %q, want %d %q", tc.path, rec.code, rec.Header().Get("Content-Type"), tc.status, tc.ctype)
+		}
+	}
+}
+
+// recorder is a minimal http.ResponseWriter.
+type recorder struct {
+	h    http.Header
+	code int
+}
+
+func newRecorder() *recorder            { return &recorder{h: http.Header{}} }
+func (r *recorder) Header() http.Header { return r.h }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return len(b), nil
+}
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
