@@ -65,6 +65,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := newLogger(cfg, stdout)
+	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
+	if err != nil {
+		return err
+	}
 
 	db, err := store.Open(ctx, store.Config{
 		URL: cfg.DatabaseURL, MaxConns: cfg.MaxConns, MinConns: cfg.MinConns, AcquireTimeout: cfg.AcquireTimeout,
@@ -82,10 +86,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
-	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
-	if err != nil {
-		return err
-	}
 	// The worker needs the store and the store's create hook needs the
 	// River client, which needs the worker: tie the knot here.
 	welcome := &jobs.WelcomeWorker{DB: db, Mailer: mailer, Log: log}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{"DATABASE_URL": "postgres://u:secret@localhost:5432/db"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	c, err := loadConfig(env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bind != "0.0.0.0:8000" || c.MaxConns != 20 || c.MinConns != 2 || c.AcquireTimeout != 5*time.Second ||
+		c.RequestTimeout != 15*time.Second || c.ShutdownDrain != 0 || c.ShutdownTimeout != 20*time.Second ||
+		c.RiverWorkers != 10 || c.LogFormat != "json" || len(c.CORSOrigins) != 0 {
+		t.Errorf("defaults = %+v", c)
+	}
+	c, err = loadConfig(env("CORS_ALLOWED_ORIGINS", " http://a.example , http://b.example,", "SHUTDOWN_DRAIN", "250ms"))
+	if err != nil || len(c.CORSOrigins) != 2 || c.CORSOrigins[1] != "http://b.example" || c.ShutdownDrain != 250*time.Millisecond {
+		t.Errorf("got %+v, %v", c, err)
+	}
+
+	bad := []struct {
+		env  func(string) string
+		name string // the variable the error must name
+	}{
+		{func(string) string { return "" }, "DATABASE_URL"},
+		{env("DATABASE_URL", "postgres://u:secret@host:notaport/db"), "DATABASE_URL"},
+		{env("BIND", "8000"), "BIND"},
+		{env("BIND", "localhost:99999"), "BIND"},
+		{env("REQUEST_TIMEOUT", "15"), "REQUEST_TIMEOUT"},
+		{env("SHUTDOWN_TIMEOUT", "-1s"), "SHUTDOWN_TIMEOUT"},
+		{env("DB_ACQUIRE_TIMEOUT", "soon"), "DB_ACQUIRE_TIMEOUT"},
+		{env("DB_MAX_CONNS", "0"), "DB_MAX_CONNS"},
+		{env("DB_MIN_CONNS", "30"), "DB_MIN_CONNS"},
+		{env("RIVER_WORKERS", "-1"), "RIVER_WORKERS"},
+		{env("LOG_LEVEL", "loud"), "LOG_LEVEL"},
+		{env("LOG_FORMAT", "xml"), "LOG_FORMAT"},
+		{env("WEB_DIR", "/does/not/exist"), "WEB_DIR"},
+	}
+	for _, tc := range bad {
+		_, err := loadConfig(tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.name)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %q must be one line without the password", tc.name, err)
+		}
+	}
+}
+
+func TestRunRejectsBadMailConfig(t *testing.T) {
+	t.Parallel()
+	for name, kv := range map[string][2]string{
+		"SMTP_URL":  {"SMTP_URL", "http://mail.example:25"},
+		"MAIL_FROM": {"MAIL_FROM", "not an address"},
+	} {
+		getenv := func(k string) string {
+			switch k {
+			case "DATABASE_URL":
+				return "postgres://u@127.0.0.1:1/db"
+			case "SMTP_URL":
+				if kv[0] == "MAIL_FROM" {
+					return "smtp://127.0.0.1:2525"
+				}
+			}
+			if k == kv[0] {
+				return kv[1]
+			}
+			return ""
+		}
+		err := run(t.Context(), []string{"usersd"}, getenv, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: err = %v, want one naming %s", name, err, name)
+		}
+	}
+}
