@@ -1,0 +1,51 @@
+// The typed client factory for usersd in browsers (and anywhere fetch exists).
+
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+
+import { UserService } from "./gen/users/v1/users_pb.js";
+
+/** The wire protocols a browser can speak to usersd. */
+export type Protocol = "connect" | "grpc-web";
+
+export interface UserClientOptions {
+  /** "connect" (the default) or "grpc-web". */
+  protocol?: Protocol;
+  /**
+   * Send protobuf binary instead of JSON. Defaults to false for Connect
+   * (JSON is readable in the browser's network panel) and to true for
+   * gRPC-Web (whose JSON flavour few servers other than Connect's accept).
+   */
+  binary?: boolean;
+  /** Deadline of each call in milliseconds, sent to the server too. Default 10 s. */
+  timeoutMs?: number;
+  /** Interceptors run around every call, e.g. to add an auth header. */
+  interceptors?: Interceptor[];
+  /** The fetch to use; defaults to globalThis.fetch. */
+  fetch?: typeof globalThis.fetch;
+}
+
+/** A client for users.v1.UserService: createUser, getUser, listUsers. */
+export type UserClient = Client<typeof UserService>;
+
+/**
+ * createUserClient returns a client for the usersd at baseUrl, e.g.
+ * "https://api.example.com" or the page's own origin.
+ */
+export function createUserClient(baseUrl: string, options: UserClientOptions = {}): UserClient {
+  const protocol = options.protocol ?? "connect";
+  const common = {
+    baseUrl: baseUrl.replace(/\/+$/, ""),
+    defaultTimeoutMs: options.timeoutMs ?? 10_000,
+    interceptors: options.interceptors ?? [],
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  };
+  switch (protocol) {
+    case "connect":
+      return createClient(UserService, createConnectTransport({ ...common, useBinaryFormat: options.binary ?? false }));
+    case "grpc-web":
+      return createClient(UserService, createGrpcWebTransport({ ...common, useBinaryFormat: options.binary ?? true }));
+    default:
+      throw new Error(`createUserClient: unknown protocol ${String(protocol satisfies never)}`);
+  }
+}

@@ -1,0 +1,259 @@
+// The demo page: create a user, look one up, list users page by page, over
+// Connect or gRPC-Web. The API is the page's own origin unless the query
+// says otherwise: ?api=http://127.0.0.1:8000
+
+import { Code } from "@connectrpc/connect";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+
+import { createUserClient, type Protocol, type UserClient } from "../client.js";
+import { diagnoseNetworkError, formErrorOf, type FormError, type FormField } from "../errors.js";
+import type { User } from "../gen/users/v1/users_pb.js";
+
+const PAGE_SIZE = 5;
+
+const protocolNames: Record<Protocol, string> = { connect: "Connect", "grpc-web": "gRPC-Web" };
+
+function el<T extends HTMLElement = HTMLElement>(id: string): T {
+  const e = document.getElementById(id);
+  if (e === null) throw new Error(`page: #${id} is missing`);
+  return e as T;
+}
+
+const banner = el("banner");
+const lastCall = el("last-call");
+
+function showBanner(text: string): void {
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+function hideBanner(): void {
+  banner.hidden = true;
+  banner.textContent = "";
+}
+
+/** The API base URL: ?api=... when it is an http(s) URL, else this page's origin. */
+function apiBaseUrl(): string {
+  const api = new URLSearchParams(location.search).get("api");
+  if (api === null || api === "") return location.origin;
+  try {
+    const u = new URL(api);
+    if (u.protocol === "http:" || u.protocol === "https:") {
+      return (u.origin + u.pathname).replace(/\/+$/, "");
+    }
+  } catch {
+    // fall through
+  }
+  showBanner(`Ignoring ?api=${api}: it is not an http:// or https:// URL. Using ${location.origin}.`);
+  return location.origin;
+}
+
+const baseUrl = apiBaseUrl();
+el("api-url").textContent = baseUrl;
+
+const clients = new Map<Protocol, UserClient>();
+
+function currentProtocol(): Protocol {
+  const checked = document.querySelector<HTMLInputElement>('input[name="protocol"]:checked');
+  return checked?.value === "grpc-web" ? "grpc-web" : "connect";
+}
+
+function clientFor(protocol: Protocol): UserClient {
+  let c = clients.get(protocol);
+  if (c === undefined) {
+    c = createUserClient(baseUrl, { protocol });
+    clients.set(protocol, c);
+  }
+  return c;
+}
+
+function codeName(code: Code): string {
+  return (Code[code] ?? String(code)).replace(/[A-Z]/g, (m, i: number) => (i > 0 ? "_" : "") + m.toLowerCase());
+}
+
+/**
+ * call runs one RPC over the selected protocol and records it in the footer.
+ * On failure it shows network problems in the banner, gives field errors to
+ * onFieldError, shows the rest in the banner too, and returns undefined.
+ */
+async function call<T>(
+  rpc: string,
+  fn: (c: UserClient) => Promise<T>,
+  onFieldError: (fe: FormError & { field: FormField }) => boolean,
+): Promise<T | undefined> {
+  const protocol = currentProtocol();
+  const started = performance.now();
+  const took = () => `${Math.round(performance.now() - started)} ms`;
+  try {
+    const res = await fn(clientFor(protocol));
+    lastCall.textContent = `${rpc} over ${protocolNames[protocol]}: ok in ${took()}`;
+    hideBanner();
+    return res;
+  } catch (err) {
+    const fe = formErrorOf(err);
+    const outcome = fe.network ? "no answer (network error)" : codeName(fe.code);
+    lastCall.textContent = `${rpc} over ${protocolNames[protocol]}: ${outcome} after ${took()}`;
+    if (fe.network) {
+      showBanner(await networkMessage());
+    } else if (fe.field !== undefined && onFieldError({ ...fe, field: fe.field })) {
+      hideBanner();
+    } else {
+      showBanner(fe.message);
+    }
+    return undefined;
+  }
+}
+
+async function networkMessage(): Promise<string> {
+  const page = location.origin;
+  if ((await diagnoseNetworkError(baseUrl, page)) === "cors") {
+    return (
+      `The API at ${baseUrl} answered, but the browser blocked the call: the server does not allow ` +
+      `requests from this page's origin (${page}) under its CORS policy. Add ${page} to usersd's CORS_ALLOWED_ORIGINS.`
+    );
+  }
+  return `Cannot reach the API at ${baseUrl}: the server is down or unreachable. Check that usersd is running and try again.`;
+}
+
+const inputs: Partial<Record<FormField, HTMLInputElement>> = {
+  email: el<HTMLInputElement>("email"),
+  full_name: el<HTMLInputElement>("full-name"),
+  id: el<HTMLInputElement>("user-id"),
+};
+
+function setFieldError(field: FormField, message: string): void {
+  const target = field === "page_size" || field === "page_token" ? el("list-error") : el(`${field}-error`);
+  target.textContent = message;
+  inputs[field]?.setAttribute("aria-invalid", "true");
+}
+
+function clearFieldErrors(...fields: FormField[]): void {
+  for (const f of fields) {
+    if (f === "page_size" || f === "page_token") {
+      el("list-error").textContent = "";
+    } else {
+      el(`${f}-error`).textContent = "";
+    }
+    inputs[f]?.removeAttribute("aria-invalid");
+  }
+}
+
+async function busy<T>(buttons: HTMLButtonElement[], work: () => Promise<T>): Promise<T> {
+  for (const b of buttons) b.disabled = true;
+  try {
+    return await work();
+  } finally {
+    for (const b of buttons) b.disabled = false;
+  }
+}
+
+/** When u was created, in UTC: "2026-11-23 21:00:06" (with " UTC" when withZone). */
+function created(u: User, withZone = true): string {
+  if (!u.createdAt) return "";
+  const s = timestampDate(u.createdAt).toISOString().replace("T", " ").slice(0, 19);
+  return withZone ? `${s} UTC` : s;
+}
+
+// Create.
+const createForm = el<HTMLFormElement>("create-form");
+const createResult = el("create-result");
+createForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  clearFieldErrors("email", "full_name");
+  createResult.textContent = "";
+  const email = inputs.email?.value ?? "";
+  const fullName = inputs.full_name?.value ?? "";
+  void busy([...createForm.querySelectorAll("button")], async () => {
+    const res = await call("CreateUser", (c) => c.createUser({ email, fullName }), (fe) => {
+      if (fe.field !== "email" && fe.field !== "full_name") return false;
+      setFieldError(fe.field, fe.message);
+      inputs[fe.field]?.focus();
+      return true;
+    });
+    const u = res?.user;
+    if (u === undefined) return;
+    createResult.textContent = `Created ${u.fullName} <${u.email}> with id ${u.id}.`;
+    createForm.reset();
+    el<HTMLInputElement>("user-id").value = u.id;
+    if (listLoaded) {
+      userRows.prepend(row(u));
+      showListStatus();
+    }
+  });
+});
+
+// Look up.
+const lookupForm = el<HTMLFormElement>("lookup-form");
+const lookupResult = el("lookup-result");
+lookupForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  clearFieldErrors("id");
+  lookupResult.hidden = true;
+  const id = (inputs.id?.value ?? "").trim();
+  void busy([...lookupForm.querySelectorAll("button")], async () => {
+    const res = await call("GetUser", (c) => c.getUser({ id }), (fe) => {
+      if (fe.field !== "id") return false;
+      setFieldError("id", fe.message);
+      return true;
+    });
+    const u = res?.user;
+    if (u === undefined) return;
+    el("found-name").textContent = u.fullName;
+    el("found-email").textContent = u.email;
+    el("found-id").textContent = u.id;
+    el("found-created").textContent = created(u);
+    lookupResult.hidden = false;
+  });
+});
+
+// List, newest first, PAGE_SIZE at a time.
+const userRows = el<HTMLTableSectionElement>("users");
+const more = el<HTMLButtonElement>("more");
+const reload = el<HTMLButtonElement>("list-reload");
+const listStatus = el("list-status");
+let nextToken = "";
+let listLoaded = false;
+
+function row(u: User): HTMLTableRowElement {
+  const tr = document.createElement("tr");
+  tr.dataset["id"] = u.id;
+  tr.title = "Click to look this user up";
+  for (const [text, cls] of [[u.fullName, ""], [u.email, ""], [created(u, false), ""], [u.id, "mono"]] as const) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.append(td);
+  }
+  tr.addEventListener("click", () => {
+    el<HTMLInputElement>("user-id").value = u.id;
+  });
+  return tr;
+}
+
+async function loadPage(first: boolean): Promise<void> {
+  clearFieldErrors("page_size", "page_token");
+  await busy([more, reload], async () => {
+    const res = await call("ListUsers", (c) => c.listUsers({ pageSize: PAGE_SIZE, pageToken: first ? "" : nextToken }), (fe) => {
+      setFieldError(fe.field, fe.message);
+      return true;
+    });
+    if (res === undefined) return;
+    if (first) userRows.replaceChildren();
+    userRows.append(...res.users.map(row));
+    listLoaded = true;
+    nextToken = res.nextPageToken;
+    more.hidden = nextToken === "";
+    showListStatus();
+  });
+}
+
+function showListStatus(): void {
+  const n = userRows.rows.length;
+  listStatus.textContent =
+    n === 0 ? "No users yet." : `${n} user${n === 1 ? "" : "s"} shown, ${PAGE_SIZE} per page${nextToken ? "" : " (end of list)"}.`;
+}
+
+more.addEventListener("click", () => void loadPage(false));
+reload.addEventListener("click", () => void loadPage(true));
+
+void loadPage(true);
