@@ -108,6 +108,9 @@ func (s *SMTPMailer) send(ctx context.Context, m Mail) error {
 	} else {
 		_ = conn.SetDeadline(time.Now().Add(time.Minute))
 	}
+	// Cancellation (River's hard stop) interrupts a conversation blocked on
+	// the network.
+	defer context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })()
 	if s.implicitTLS {
 		conn = tls.Client(conn, s.tlsConfig)
 	}

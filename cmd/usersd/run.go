@@ -96,7 +96,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	users := store.NewUsers(db, jobs.EnqueueWelcome(riverClient))
 	welcome.Users = users
 	if cfg.RiverWorkers > 0 {
-		if err := riverClient.Start(ctx); err != nil {
+		// Not ctx: its cancellation would cancel running jobs at the first
+		// signal. shutdown stops River in its turn, softly first.
+		if err := riverClient.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("start river: %w", err)
 		}
 	}

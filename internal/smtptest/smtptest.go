@@ -3,6 +3,7 @@
 package smtptest
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -29,12 +30,13 @@ type Server struct {
 	delay    time.Duration
 	attempts int
 	arrived  chan struct{}
+	closed   chan struct{}
 }
 
 // New starts a server closed when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{arrived: make(chan struct{}, 100)}
+	s := &Server{arrived: make(chan struct{}, 100), closed: make(chan struct{})}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
@@ -47,7 +49,7 @@ func New(t testing.TB) *Server {
 	s.Addr = ln.Addr().String()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); <-done })
+	t.Cleanup(func() { close(s.closed); _ = srv.Close(); <-done })
 	return s
 }
 
@@ -118,7 +120,11 @@ func (x *session) Data(r io.Reader) error {
 		code, s.replies = s.replies[0], s.replies[1:]
 	}
 	s.mu.Unlock()
-	time.Sleep(delay)
+	select {
+	case <-time.After(delay):
+	case <-s.closed:
+		return errors.New("server closed")
+	}
 	if code != 0 {
 		return &smtp.SMTPError{Code: code, Message: "scripted failure"}
 	}
@@ -127,4 +133,3 @@ func (x *session) Data(r io.Reader) error {
 	s.msgs = append(s.msgs, Message{From: x.from, To: x.to, Data: string(b)})
 	return nil
 }
-

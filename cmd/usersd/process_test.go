@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/smtptest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds usersd once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "usersd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "usersd")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// process is usersd running as a subprocess.
+type process struct {
+	cmd  *exec.Cmd
+	addr string
+	logs *syncBuffer
+	done chan error
+}
+
+// start runs usersd with env on a free port and waits until it listens.
+func start(t *testing.T, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(binary(t))
+	cmd.Env = append([]string{"BIND=127.0.0.1:0", "PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Dir = t.TempDir() // no stray .env
+	p := &process{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.Write([]byte(line + "\n"))
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "usersd listening" {
+				addr <- strings.TrimPrefix(rec.Addr, "http://")
+			}
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("usersd output:\n%s", p.logs.String())
+		}
+	})
+	select {
+	case p.addr = <-addr:
+	case err := <-p.done:
+		t.Fatalf("usersd exited before listening: %v\n%s", err, p.logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("usersd did not listen within 30s\n%s", p.logs.String())
+	}
+	return p
+}
+
+// wait returns usersd's exit code, failing after limit.
+func (p *process) wait(t *testing.T, limit time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(limit):
+		t.Fatalf("usersd still running %v after SIGTERM", limit)
+		return -1
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestShutdownDrainsInFlight: SIGTERM while slow requests are in flight lets
+// them finish, refuses new connections, and exits 0 within SHUTDOWN_TIMEOUT.
+func TestShutdownDrainsInFlight(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.URL(t)
+	p := start(t, "DATABASE_URL="+dbURL, "SHUTDOWN_TIMEOUT=10s", "RIVER_WORKERS=1")
+	base := "http://" + p.addr
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}
+	defer hc.CloseIdleConnections()
+
+	resp, err := hc.Post(base+"/users", "application/json", strings.NewReader(`{"email":"slow@example.com","full_name":"Slow"}`))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	var u struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&u)
+	resp.Body.Close()
+
+	// Make reads slow: hold a lock that GetUser must wait for.
+	ctx := t.Context()
+	locker, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.WithoutCancel(ctx))
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	const inflight = 5
+	results := make(chan error, inflight)
+	for range inflight {
+		go func() {
+			resp, err := hc.Get(base + "/users/" + u.ID)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			results <- err
+		}()
+	}
+	waitBlocked(t, locker, inflight)
+
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// New connections are refused once the listener is closed.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("new connections still accepted 5s after SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range inflight {
+		if err := <-results; err != nil {
+			t.Errorf("in-flight request failed: %v", err)
+		}
+	}
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if d := time.Since(sent); d > 10*time.Second {
+		t.Errorf("shutdown took %v, over SHUTDOWN_TIMEOUT", d)
+	}
+	if !strings.Contains(p.logs.String(), `"msg":"shutdown complete"`) {
+		t.Error("no shutdown complete line in the log")
+	}
+}
+
+// waitBlocked waits until n queries wait on a lock.
+func waitBlocked(t *testing.T, conn *pgx.Conn, n int) {
+	t.Helper()
+	// The locker is inside a transaction: ask through a second connection.
+	cfg := conn.Config()
+	probe, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close(context.WithoutCancel(t.Context()))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		err := probe.QueryRow(t.Context(),
+			`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d queries waiting on the lock, want %d", waiting, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestShutdownKeepsRunningJob: SIGTERM while the welcome mail is being sent.
+// With time to spare the job finishes; without, it is cancelled and left
+// for a retry. Either way it is not lost.
+func TestShutdownKeepsRunningJob(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		timeout  string
+		smtpWait time.Duration
+		want     []string // acceptable job states afterwards
+	}{
+		{"finishes", "10s", 2 * time.Second, []string{"completed"}},
+		{"cancelled and retried later", "2s", 15 * time.Second, []string{"retryable", "available"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dbURL := dbtest.URL(t)
+			mail := smtptest.New(t)
+			mail.Delay(tc.smtpWait)
+			p := start(t, "DATABASE_URL="+dbURL, "SHUTDOWN_TIMEOUT="+tc.timeout, "SMTP_URL=smtp://"+mail.Addr)
+			resp, err := http.Post("http://"+p.addr+"/users", "application/json", strings.NewReader(`{"email":"job@example.com","full_name":"Job"}`))
+			if err != nil || resp.StatusCode != http.StatusCreated {
+				t.Fatalf("create: %v %v", resp, err)
+			}
+			resp.Body.Close()
+			select {
+			case <-mail.Arrived():
+			case <-time.After(15 * time.Second):
+				t.Fatal("the welcome job did not start")
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t, 20*time.Second); code != 0 {
+				t.Errorf("exit code %d, want 0", code)
+			}
+			conn, err := pgx.Connect(t.Context(), dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.WithoutCancel(t.Context()))
+			var state string
+			if err := conn.QueryRow(t.Context(), `SELECT state FROM river_job WHERE kind = 'welcome_email'`).Scan(&state); err != nil {
+				t.Fatal(err)
+			}
+			ok := false
+			for _, w := range tc.want {
+				ok = ok || state == w
+			}
+			if !ok {
+				t.Errorf("job state %q after shutdown, want one of %v", state, tc.want)
+			}
+			if state == "completed" && len(mail.Messages()) != 1 {
+				t.Errorf("completed job but %d mails", len(mail.Messages()))
+			}
+		})
+	}
+}
