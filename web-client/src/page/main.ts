@@ -217,10 +217,10 @@ let listLoaded = false;
 function row(u: User): HTMLTableRowElement {
   const tr = document.createElement("tr");
   tr.dataset["id"] = u.id;
-  tr.title = "Click to look this user up";
   for (const [text, cls] of [[u.fullName, ""], [u.email, ""], [created(u, false), ""], [u.id, "mono"]] as const) {
     const td = document.createElement("td");
     td.textContent = text;
+    td.title = text;
     if (cls) td.className = cls;
     tr.append(td);
   }
