@@ -33,9 +33,10 @@ const (
 // Options configure the handler.
 type Options struct {
 	Logger         *slog.Logger
-	RequestTimeout time.Duration // server-side deadline of one request
-	CORSOrigins    []string      // allowed cross-origin callers; empty allows none
-	WebDir         string        // built web page served at "/"; empty serves none
+	RequestTimeout time.Duration           // server-side deadline of one request
+	CORSOrigins    []string                // allowed cross-origin callers; empty allows none
+	WebDir         string                  // built web page served at "/"; empty serves none
+	Mounts         map[string]http.Handler // extra handlers by path prefix, e.g. River UI
 }
 
 // New returns the handler for every route of DESIGN.md.
@@ -75,6 +76,9 @@ func New(users *store.Users, health *Health, opts Options) http.Handler {
 	mux.Handle("/users/{id}", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("GET /healthz", health.serveHTTP)
 	mux.HandleFunc("GET /livez", serveLivez)
+	for prefix, h := range opts.Mounts {
+		mux.Handle(prefix, h)
+	}
 	if opts.WebDir != "" {
 		mux.Handle("/", webHandler(opts.WebDir))
 	}

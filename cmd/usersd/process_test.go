@@ -306,3 +306,34 @@ func TestShutdownKeepsRunningJob(t *testing.T) {
 		})
 	}
 }
+
+// TestRiverUI: mounted only with RIVER_UI_PASSWORD, and behind basic auth.
+func TestRiverUI(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.URL(t)
+	get := func(p *process, user, pass string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/riverui/", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	off := start(t, "DATABASE_URL="+dbURL, "RIVER_WORKERS=0")
+	if code := get(off, "admin", "x"); code != http.StatusNotFound {
+		t.Errorf("without RIVER_UI_PASSWORD: /riverui/ = %d, want 404", code)
+	}
+	on := start(t, "DATABASE_URL="+dbURL, "RIVER_WORKERS=0", "RIVER_UI_PASSWORD=s3cret")
+	for _, tc := range []struct {
+		user, pass string
+		want       int
+	}{{"", "", 401}, {"admin", "wrong", 401}, {"root", "s3cret", 401}, {"admin", "s3cret", 200}} {
+		if code := get(on, tc.user, tc.pass); code != tc.want {
+			t.Errorf("user %q pass %q: /riverui/ = %d, want %d", tc.user, tc.pass, code, tc.want)
+		}
+	}
+}

@@ -103,9 +103,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
+	mounts := map[string]http.Handler{}
+	if cfg.RiverUIPassword != "" {
+		uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopUI()
+		ui, err := newRiverUI(uiCtx, cfg, riverClient, log)
+		if err != nil {
+			return err
+		}
+		mounts[riverUIPrefix+"/"] = ui
+	}
+
 	health := server.NewHealth(db.Ping)
 	handler := server.New(users, health, server.Options{
-		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir,
+		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir, Mounts: mounts,
 	})
 	if cfg.PprofBind != "" {
 		go servePprof(cfg.PprofBind, log)
