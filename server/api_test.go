@@ -232,4 +232,3 @@ func TestHealthFollowsDatabase(t *testing.T) {
 		t.Errorf("create after recovery: %v", err)
 	}
 }
-

@@ -60,7 +60,9 @@ func clients(t *testing.T, ts *testServer) map[string]apiClient {
 	}
 }
 
-type connectClient struct{ c usersv1connect.UserServiceClient }
+type connectClient struct {
+	c usersv1connect.UserServiceClient
+}
 
 func (c connectClient) create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error) {
 	resp, err := c.c.CreateUser(ctx, connect.NewRequest(req))

@@ -176,4 +176,3 @@ func (p *pgProxy) restore() {
 	defer p.mu.Unlock()
 	p.down = false
 }
-
