@@ -1,0 +1,193 @@
+//go:build faults
+
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// cluster is a PostgreSQL cluster of the test's own, managed through
+// scripts/pgcluster.sh, that the test may stop, kill and restart.
+type cluster struct {
+	t      testing.TB
+	script string
+	dir    string
+}
+
+// newCluster creates and starts a throwaway cluster (unix socket only) with
+// a database "usersd", removed when the test ends.
+func newCluster(t testing.TB) *cluster {
+	t.Helper()
+	script := os.Getenv("USERSD_PGCLUSTER")
+	if script == "" {
+		script = filepath.Join(repoRoot(t), "scripts", "pgcluster.sh")
+	}
+	dir, err := os.MkdirTemp("", "usersd-faults-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// initdb and postgres run as the postgres OS user when we are root.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, script: script, dir: dir}
+	t.Cleanup(func() {
+		if err := c.run("stop", dir, "immediate"); err != nil {
+			t.Errorf("stop cluster: %v", err)
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(dir, "postgres.log")); err == nil {
+				t.Logf("postgres log of %s:\n%s", dir, tail(string(b), 60))
+			}
+		}
+		_ = os.RemoveAll(dir)
+	})
+	c.must("init", dir, "--fast")
+	c.must("start", dir)
+	c.must("createdb", dir, "usersd")
+	return c
+}
+
+func (c *cluster) run(args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, c.script, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pgcluster.sh %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (c *cluster) must(args ...string) {
+	c.t.Helper()
+	if err := c.run(args...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// url is the connection URL of database db over the unix socket.
+func (c *cluster) url(db string) string {
+	c.t.Helper()
+	out, err := exec.Command(c.script, "url", c.dir, db).Output()
+	if err != nil {
+		c.t.Fatalf("pgcluster.sh url: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (c *cluster) start()          { c.t.Helper(); c.must("start", c.dir) }
+func (c *cluster) stop(mode string) { c.t.Helper(); c.must("stop", c.dir, mode) }
+
+// postmasterPID is line 1 of data/postmaster.pid.
+func (c *cluster) postmasterPID() int {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	if err != nil {
+		c.t.Fatalf("read postmaster.pid: %v", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 1 {
+		c.t.Fatalf("postmaster.pid line 1 is %q", line)
+	}
+	return pid
+}
+
+// kill9 SIGKILLs the postmaster and waits until it and every backend it had
+// are gone (backends notice their postmaster's death and exit; PostgreSQL
+// will not start again while one still holds the shared memory).
+func (c *cluster) kill9() {
+	c.t.Helper()
+	pid := c.postmasterPID()
+	procs := append(children(pid), pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		c.t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, p := range procs {
+		for alive(p) {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("postgres process %d still alive 20s after kill -9 of the postmaster", p)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// children lists the processes whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _ := procStat(p); ppid == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// procStat returns the parent pid and state of process p from /proc.
+func procStat(p int) (ppid int, state byte) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+	if err != nil {
+		return 0, 0
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return ppid, f[0][0]
+}
+
+// alive reports whether process p exists and is not a zombie.
+func alive(p int) bool {
+	_, st := procStat(p)
+	return st != 0 && st != 'Z' && st != 'X'
+}
+
+// pgConn opens a direct connection for the test's own queries.
+func pgConn(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(ctx)
+	})
+	return conn
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

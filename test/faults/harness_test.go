@@ -1,0 +1,520 @@
+//go:build faults
+
+// Package faults runs the built usersd binary (bin/usersd) against a real
+// PostgreSQL and checks how it behaves under limits, abusive clients, bad
+// input, database faults, pool exhaustion, races and shutdown.
+//
+// Run it with `make test` (or `make test-faults` under scripts/with-testdb.sh),
+// which builds the binary and provides TEST_DATABASE_URL and USERSD_PGCLUSTER.
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"go.uber.org/goleak"
+
+	usersv1 "github.com/acme/usersd/gen/users/v1"
+	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// repoRoot is the module root: the tests run in test/faults.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// usersdBinary is bin/usersd, which `make build` writes.
+func usersdBinary(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(repoRoot(t), "bin", "usersd")
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		t.Fatalf("%s is missing or not executable: run `make build` first (make test-faults does it)", p)
+	}
+	return p
+}
+
+// syncBuffer collects a child process's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// usersd is one running bin/usersd.
+type usersd struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	addr   string // 127.0.0.1:port
+	base   string // http://addr
+	out    *syncBuffer
+	done   chan struct{} // closed when the process has exited
+	waitMu sync.Mutex
+	state  *os.ProcessState
+}
+
+// startUsersd runs bin/usersd on a free loopback port against dbURL with the
+// given extra environment, and waits until it is live and ready. The process
+// is stopped when the test ends; its output goes to the test log when the
+// test fails, and a "panic" in it fails the test.
+func startUsersd(t testing.TB, dbURL string, env map[string]string) *usersd {
+	t.Helper()
+	bin := usersdBinary(t)
+	var lastErr error
+	for range 3 { // a free port can be taken between probe and bind
+		u, err := tryStartUsersd(t, bin, dbURL, env)
+		if err == nil {
+			return u
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("usersd did not start: %v", lastErr)
+	return nil
+}
+
+func tryStartUsersd(t testing.TB, bin, dbURL string, env map[string]string) (*usersd, error) {
+	addr := freeAddr(t)
+	cmd := exec.Command(bin)
+	cmd.Dir = t.TempDir() // no stray .env
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"DATABASE_URL=" + dbURL,
+		"BIND=" + addr,
+		"LOG_FORMAT=json",
+		"LOG_LEVEL=info",
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	u := &usersd{t: t, cmd: cmd, addr: addr, base: "http://" + addr, out: out, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		u.waitMu.Lock()
+		u.state = cmd.ProcessState
+		u.waitMu.Unlock()
+		close(u.done)
+	}()
+	if err := u.waitReady(30 * time.Second); err != nil {
+		u.kill()
+		return nil, fmt.Errorf("%w\nusersd output:\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if !u.exited() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-u.done:
+			case <-time.After(25 * time.Second):
+				t.Errorf("usersd did not exit within 25s of SIGTERM; killing it")
+				u.kill()
+			}
+		}
+		logs := out.String()
+		if strings.Contains(logs, "panic") {
+			t.Errorf("usersd logged a panic")
+		}
+		if t.Failed() {
+			t.Logf("usersd output (%s):\n%s", addr, logs)
+		}
+	})
+	return u, nil
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitReady polls /livez, then /healthz, until both answer 200.
+func (u *usersd) waitReady(timeout time.Duration) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for _, path := range []string{"/livez", "/healthz"} {
+		for {
+			if u.exited() {
+				return errors.New("usersd exited during start-up")
+			}
+			resp, err := c.Get(u.base + path)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("GET %s not 200 within %s (last: %v)", path, timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (u *usersd) exited() bool {
+	select {
+	case <-u.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (u *usersd) kill() {
+	_ = u.cmd.Process.Kill()
+	select {
+	case <-u.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// waitExit waits up to d for the process to exit and returns its state, or
+// nil when it did not exit in time.
+func (u *usersd) waitExit(d time.Duration) *os.ProcessState {
+	select {
+	case <-u.done:
+		u.waitMu.Lock()
+		defer u.waitMu.Unlock()
+		return u.state
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// logs is everything usersd has written so far.
+func (u *usersd) logs() string { return u.out.String() }
+
+// logLines decodes usersd's JSON log lines.
+func (u *usersd) logLines() []map[string]any {
+	var lines []map[string]any
+	for l := range strings.SplitSeq(u.logs(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			lines = append(lines, m)
+		}
+	}
+	return lines
+}
+
+// HTTP clients.
+
+func h2cClient(t testing.TB) *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return newClient(t, &p)
+}
+
+func h1Client(t testing.TB) *http.Client {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return newClient(t, &p)
+}
+
+func newClient(t testing.TB, p *http.Protocols) *http.Client {
+	tr := &http.Transport{Protocols: p, MaxIdleConnsPerHost: 64, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// api is one way to call UserService: a Connect-family protocol through the
+// generated client, or the REST shim.
+type api struct {
+	name string
+	rpc  usersv1connect.UserServiceClient // nil for REST
+	hc   *http.Client
+	base string
+}
+
+// result is the outcome of one call, in Connect terms for every protocol.
+type result struct {
+	code   connect.Code // 0 for success
+	wire   bool         // the server answered (false: transport failure)
+	status int          // HTTP status of a REST call
+	err    error
+	user   *usersv1.User
+	list   *usersv1.ListUsersResponse
+}
+
+func (r result) ok() bool { return r.err == nil }
+
+func (r result) String() string {
+	if r.err == nil {
+		return "ok"
+	}
+	return fmt.Sprintf("%v (wire=%v status=%d): %v", r.code, r.wire, r.status, r.err)
+}
+
+// connectAPIs are the Connect-family entry points over both transports.
+func connectAPIs(t testing.TB, base string) []api {
+	h1, h2 := h1Client(t), h2cClient(t)
+	mk := func(name string, hc *http.Client, opts ...connect.ClientOption) api {
+		return api{name: name, rpc: usersv1connect.NewUserServiceClient(hc, base, opts...), hc: hc, base: base}
+	}
+	return []api{
+		mk("connect-json/h1", h1, connect.WithProtoJSON()),
+		mk("connect-json/h2c", h2, connect.WithProtoJSON()),
+		mk("connect-proto/h1", h1),
+		mk("connect-proto/h2c", h2),
+		mk("grpc/h2c", h2, connect.WithGRPC()),
+		mk("grpc-web/h1", h1, connect.WithGRPCWeb()),
+		mk("grpc-web/h2c", h2, connect.WithGRPCWeb()),
+	}
+}
+
+// restAPIs are the REST shim over both transports.
+func restAPIs(t testing.TB, base string) []api {
+	return []api{
+		{name: "rest/h1", hc: h1Client(t), base: base},
+		{name: "rest/h2c", hc: h2cClient(t), base: base},
+	}
+}
+
+// allAPIs is every entry point over every transport it speaks.
+func allAPIs(t testing.TB, base string) []api {
+	return append(connectAPIs(t, base), restAPIs(t, base)...)
+}
+
+// loadAPIs is one of each protocol family, for load generators.
+func loadAPIs(t testing.TB, base string) []api {
+	h1, h2 := h1Client(t), h2cClient(t)
+	return []api{
+		{name: "connect-proto/h2c", rpc: usersv1connect.NewUserServiceClient(h2, base), hc: h2, base: base},
+		{name: "connect-json/h1", rpc: usersv1connect.NewUserServiceClient(h1, base, connect.WithProtoJSON()), hc: h1, base: base},
+		{name: "grpc/h2c", rpc: usersv1connect.NewUserServiceClient(h2, base, connect.WithGRPC()), hc: h2, base: base},
+		{name: "grpc-web/h1", rpc: usersv1connect.NewUserServiceClient(h1, base, connect.WithGRPCWeb()), hc: h1, base: base},
+		{name: "rest/h1", hc: h1, base: base},
+		{name: "rest/h2c", hc: h2, base: base},
+	}
+}
+
+func (a api) create(ctx context.Context, req *usersv1.CreateUserRequest) result {
+	if a.rpc == nil {
+		body, _ := json.Marshal(map[string]string{"email": req.Email, "full_name": req.FullName})
+		return a.rest(ctx, http.MethodPost, "/users", body)
+	}
+	resp, err := a.rpc.CreateUser(ctx, connect.NewRequest(req))
+	if err != nil {
+		return connectResult(err)
+	}
+	return result{wire: true, user: resp.Msg.User}
+}
+
+func (a api) get(ctx context.Context, id string) result {
+	if a.rpc == nil {
+		return a.rest(ctx, http.MethodGet, "/users/"+id, nil)
+	}
+	resp, err := a.rpc.GetUser(ctx, connect.NewRequest(&usersv1.GetUserRequest{Id: id}))
+	if err != nil {
+		return connectResult(err)
+	}
+	return result{wire: true, user: resp.Msg.User}
+}
+
+func (a api) list(ctx context.Context, size int32) result {
+	if a.rpc == nil {
+		return a.rest(ctx, http.MethodGet, fmt.Sprintf("/users?page_size=%d", size), nil)
+	}
+	resp, err := a.rpc.ListUsers(ctx, connect.NewRequest(&usersv1.ListUsersRequest{PageSize: size}))
+	if err != nil {
+		return connectResult(err)
+	}
+	return result{wire: true, list: resp.Msg}
+}
+
+func connectResult(err error) result {
+	return result{code: connect.CodeOf(err), wire: connect.IsWireError(err), err: err}
+}
+
+// restCodes maps the REST shim's error names to Connect codes and statuses
+// (DESIGN.md's error table).
+var restCodes = map[string]struct {
+	code   connect.Code
+	status int
+}{
+	"validation":     {connect.CodeInvalidArgument, 400},
+	"not_found":      {connect.CodeNotFound, 404},
+	"conflict":       {connect.CodeAlreadyExists, 409},
+	"too_large":      {connect.CodeResourceExhausted, 413},
+	"timeout":        {connect.CodeDeadlineExceeded, 504},
+	"unavailable":    {connect.CodeUnavailable, 503},
+	"internal_error": {connect.CodeInternal, 500},
+}
+
+type restUser struct {
+	ID       string `json:"id"`
+	Email    string `json:"email"`
+	FullName string `json:"full_name"`
+}
+
+// rest sends one REST request and classifies the answer by the error table.
+func (a api) rest(ctx context.Context, method, path string, body []byte) result {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	if err != nil {
+		return result{code: connect.CodeInternal, err: err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		req.Body, req.ContentLength = nil, 0
+	}
+	return restDo(a.hc, req)
+}
+
+func restDo(hc *http.Client, req *http.Request) result {
+	resp, err := hc.Do(req)
+	if err != nil {
+		code := connect.CodeUnavailable
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = connect.CodeDeadlineExceeded
+		} else if errors.Is(err, context.Canceled) {
+			code = connect.CodeCanceled
+		}
+		return result{code: code, err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return result{code: connect.CodeUnavailable, status: resp.StatusCode, err: fmt.Errorf("read body: %w", err)}
+	}
+	r := result{wire: true, status: resp.StatusCode}
+	if resp.StatusCode < 300 {
+		var u restUser
+		var l struct {
+			Users         []restUser `json:"users"`
+			NextPageToken string     `json:"next_page_token"`
+		}
+		if strings.HasSuffix(req.URL.Path, "/users") && req.Method == http.MethodGet {
+			if err := json.Unmarshal(b, &l); err != nil {
+				r.code, r.err = connect.CodeInternal, fmt.Errorf("status %d, undecodable list %q", resp.StatusCode, b)
+				return r
+			}
+			r.list = &usersv1.ListUsersResponse{NextPageToken: l.NextPageToken}
+			for _, u := range l.Users {
+				r.list.Users = append(r.list.Users, &usersv1.User{Id: u.ID, Email: u.Email, FullName: u.FullName})
+			}
+			return r
+		}
+		if err := json.Unmarshal(b, &u); err != nil || u.ID == "" {
+			r.code, r.err = connect.CodeInternal, fmt.Errorf("status %d, undecodable user %q", resp.StatusCode, b)
+			return r
+		}
+		r.user = &usersv1.User{Id: u.ID, Email: u.Email, FullName: u.FullName}
+		return r
+	}
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(b, &e)
+	want, known := restCodes[e.Error]
+	switch {
+	case !known:
+		r.code = connect.CodeUnknown
+		if resp.StatusCode == 431 {
+			r.code = connect.CodeResourceExhausted
+		}
+		r.err = fmt.Errorf("REST status %d with body %q", resp.StatusCode, b)
+	case want.status != resp.StatusCode:
+		r.code = connect.CodeUnknown
+		r.err = fmt.Errorf("REST error %q came with status %d, want %d", e.Error, resp.StatusCode, want.status)
+	default:
+		r.code = want.code
+		r.err = fmt.Errorf("REST %d %s: %s", resp.StatusCode, e.Error, e.Message)
+	}
+	return r
+}
+
+// health asks both readiness endpoints: GET /healthz and gRPC health.
+type healthProbe struct {
+	healthz int              // HTTP status of /healthz, 0 on transport error
+	grpc    grpchealth.Status // gRPC health status, StatusUnknown on error
+	took    time.Duration
+}
+
+func probeHealth(ctx context.Context, hc *http.Client, base string) healthProbe {
+	start := time.Now()
+	var p healthProbe
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil); err == nil {
+		if resp, err := hc.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			p.healthz = resp.StatusCode
+		}
+	}
+	hcl := grpchealth.NewClient(hc, base, connect.WithGRPC())
+	if resp, err := hcl.Check(ctx, &grpchealth.CheckRequest{}); err == nil {
+		p.grpc = resp.Status
+	}
+	p.took = time.Since(start)
+	return p
+}
+
+func (p healthProbe) serving() bool {
+	return p.healthz == http.StatusOK && p.grpc == grpchealth.StatusServing
+}
+
+func (p healthProbe) notServing() bool {
+	return p.healthz == http.StatusServiceUnavailable && p.grpc == grpchealth.StatusNotServing
+}
+
+// uniq makes emails unique within the run.
+var uniq atomic.Int64
+
+// newUser returns a valid CreateUser request with a unique email.
+func newUser(prefix string) *usersv1.CreateUserRequest {
+	seq := uniq.Add(1)
+	return &usersv1.CreateUserRequest{
+		Email:    fmt.Sprintf("%s-%d-%d@example.com", prefix, time.Now().UnixNano(), seq),
+		FullName: "Fault Test " + prefix,
+	}
+}
