@@ -86,7 +86,7 @@ func (c *cluster) url(db string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func (c *cluster) start()          { c.t.Helper(); c.must("start", c.dir) }
+func (c *cluster) start()           { c.t.Helper(); c.must("start", c.dir) }
 func (c *cluster) stop(mode string) { c.t.Helper(); c.must("stop", c.dir, mode) }
 
 // postmasterPID is line 1 of data/postmaster.pid.

@@ -474,7 +474,7 @@ func restDo(hc *http.Client, req *http.Request) result {
 
 // health asks both readiness endpoints: GET /healthz and gRPC health.
 type healthProbe struct {
-	healthz int              // HTTP status of /healthz, 0 on transport error
+	healthz int               // HTTP status of /healthz, 0 on transport error
 	grpc    grpchealth.Status // gRPC health status, StatusUnknown on error
 	took    time.Duration
 }
