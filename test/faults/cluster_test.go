@@ -54,6 +54,22 @@ func newCluster(t testing.TB) *cluster {
 		_ = os.RemoveAll(dir)
 	})
 	c.must("init", dir, "--fast")
+	// --fast turns synchronous_commit off, with which a kill -9 loses
+	// commits that were already acknowledged; the outage tests check that
+	// none is lost, so commits must be durable (fsync stays off: only the
+	// processes die, not the machine).
+	conf := filepath.Join(dir, "data", "postgresql.conf")
+	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("synchronous_commit = on\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("write %s: %v", conf, err)
+	}
 	c.must("start", dir)
 	c.must("createdb", dir, "usersd")
 	return c

@@ -36,7 +36,9 @@ const blockedQueries = `SELECT count(*) FROM pg_stat_activity
 func TestClientDeadline(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.URL(t)
-	u := startUsersd(t, dbURL, map[string]string{"DB_MAX_CONNS": "12", "RIVER_WORKERS": "1", "REQUEST_TIMEOUT": "2s"})
+	u := startUsersd(t, dbURL, map[string]string{"DB_MAX_CONNS": "12", "REQUEST_TIMEOUT": "2s",
+		// No workers: the welcome worker reads users and would block on the lock too.
+		"RIVER_WORKERS": "0"})
 	apis := allAPIs(t, u.base)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

@@ -9,6 +9,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/acme/usersd/internal/smtptest"
 )
 
 // Outage parameters.
@@ -37,14 +39,19 @@ func TestPostgresOutage(t *testing.T) {
 func testOutage(t *testing.T, mode string) {
 	c := newCluster(t)
 	dbURL := c.url("usersd")
+	// Welcome mail goes to an SMTP server that takes a while to accept it,
+	// so that jobs are in the middle of their work when PostgreSQL goes.
+	mail := smtptest.New(t)
+	mail.Delay(50 * time.Millisecond)
 	u := startUsersd(t, dbURL, map[string]string{
 		"DB_ACQUIRE_TIMEOUT": acquireTimeout.String(),
 		"REQUEST_TIMEOUT":    "5s",
-		"DB_MAX_CONNS":       "8",
-		"RIVER_WORKERS":      "4",
+		"DB_MAX_CONNS":       "16",
+		"RIVER_WORKERS":      "8",
+		"SMTP_URL":           "smtp://" + mail.Addr,
 	})
 
-	l := startLoad(t, loadAPIs(t, u.base), 6, 20*time.Millisecond, 15*time.Second, 2*time.Minute)
+	l := startLoad(t, loadAPIs(t, u.base), 6, 50*time.Millisecond, 15*time.Second, 2*time.Minute)
 	h := startHealthLog(t, u.base, 200*time.Millisecond, 2*time.Minute)
 	time.Sleep(2 * time.Second)
 
@@ -204,6 +211,10 @@ func checkWelcomeJobs(t *testing.T, dbURL string, calls []call, wait time.Durati
 		t.Errorf("%d welcome jobs not completed %s after the outage, e.g.:\n%v", len(pending), wait, pending[:min(10, len(pending))])
 	} else {
 		t.Logf("all %d welcome jobs completed %s after the load stopped", len(ids), time.Since(start).Round(time.Millisecond))
+	}
+	var retried int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'welcome_email' AND attempt > 1`).Scan(&retried); err == nil {
+		t.Logf("%d welcome jobs needed more than one attempt", retried)
 	}
 }
 
