@@ -48,9 +48,14 @@ func repoRoot(t testing.TB) string {
 }
 
 // usersdBinary is bin/usersd, which `make build` writes.
+// USERSD_BIN overrides it, e.g. to check that the suite catches a
+// deliberately broken build.
 func usersdBinary(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(repoRoot(t), "bin", "usersd")
+	p := os.Getenv("USERSD_BIN")
+	if p == "" {
+		p = filepath.Join(repoRoot(t), "bin", "usersd")
+	}
 	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		t.Fatalf("%s is missing or not executable: run `make build` first (make test-faults does it)", p)
 	}
@@ -154,6 +159,12 @@ func tryStartUsersd(t testing.TB, bin, dbURL string, env map[string]string) (*us
 		logs := out.String()
 		if strings.Contains(logs, "panic") {
 			t.Errorf("usersd logged a panic")
+		}
+		// A client does not always see the server's answer (its own
+		// deadline may pass first), so check the server's side too: no
+		// error may map to internal.
+		if n := strings.Count(logs, `"msg":"internal error"`); n > 0 {
+			t.Errorf("usersd answered %d requests with internal errors (see \"internal error\" in its log)", n)
 		}
 		if t.Failed() {
 			t.Logf("usersd output (%s):\n%s", addr, logs)
