@@ -58,7 +58,7 @@ func setup(t *testing.T, o setupOpts) *testServer {
 	}
 	log := logtest.New(t)
 	users := store.NewUsers(db, jobs.EnqueueWelcome(rc))
-	h := server.New(users, server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: 5 * time.Second})
+	h := newHandler(t, users, server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: 5 * time.Second})
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -175,4 +175,13 @@ func (p *pgProxy) restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = false
+}
+
+func newHandler(t *testing.T, users *store.Users, health *server.Health, opts server.Options) http.Handler {
+	t.Helper()
+	h, err := server.New(users, health, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // access is what one request's access log line says; handlers and the
@@ -18,6 +19,7 @@ type access struct {
 	protocol  string // connect, grpc, grpcweb, or http
 	procedure string
 	outcome   string // Connect code, or REST error name
+	span      trace.SpanContext
 }
 
 type accessKey struct{}
@@ -97,14 +99,18 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 					outcome = strings.ToLower(strings.ReplaceAll(http.StatusText(sw.status), " ", "_"))
 				}
 			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			attrs := []slog.Attr{
 				slog.String("protocol", a.protocol),
 				slog.String("route", route),
 				slog.String("outcome", outcome),
 				slog.Int("status", sw.status),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("http", r.Proto),
-			)
+			}
+			if a.span.IsValid() {
+				attrs = append(attrs, slog.String("trace_id", a.span.TraceID().String()), slog.String("span_id", a.span.SpanID().String()))
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -120,6 +126,7 @@ func rpcInterceptor(timeout time.Duration) connect.UnaryInterceptorFunc {
 			defer cancel()
 			resp, err := next(ctx, req)
 			if a, ok := ctx.Value(accessKey{}).(*access); ok {
+				a.span = trace.SpanContextFromContext(ctx)
 				a.protocol = req.Peer().Protocol
 				a.procedure = req.Spec().Procedure
 				a.outcome = "ok"

@@ -67,10 +67,10 @@ func TestCORS(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t, store.Config{MaxConns: 2})
 	log := logtest.New(t)
-	h := server.New(store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{
+	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{
 		Logger: log, CORSOrigins: []string{"http://app.example"},
 	})
-	closed := server.New(store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
+	closed := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
 
 	preflight := func(h http.Handler, origin string) http.Header {
 		req, _ := http.NewRequest(http.MethodOptions, "/users.v1.UserService/CreateUser", nil)
@@ -106,7 +106,7 @@ func TestWebDir(t *testing.T) {
 	must(os.Mkdir(filepath.Join(dir, "assets"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "assets", "app.js"), []byte("console.log(1)"), 0o644))
 	db := dbtest.New(t, store.Config{MaxConns: 2})
-	h := server.New(store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
+	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
 	for _, tc := range []struct {
 		path   string
 		status int

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -15,7 +16,10 @@ import (
 	connectcors "connectrpc.com/cors"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/store"
@@ -37,10 +41,14 @@ type Options struct {
 	CORSOrigins    []string                // allowed cross-origin callers; empty allows none
 	WebDir         string                  // built web page served at "/"; empty serves none
 	Mounts         map[string]http.Handler // extra handlers by path prefix, e.g. River UI
+
+	// OpenTelemetry; nil means no-op tracing and metrics, W3C propagation.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // New returns the handler for every route of DESIGN.md.
-func New(users *store.Users, health *Health, opts Options) http.Handler {
+func New(users *store.Users, health *Health, opts Options) (http.Handler, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -50,11 +58,22 @@ func New(users *store.Users, health *Health, opts Options) http.Handler {
 		timeout = 15 * time.Second
 	}
 	svc := &service{users: users, log: log}
+	tel := newTelemetry(opts)
+	otelInterceptor, err := otelconnect.NewInterceptor(
+		otelconnect.WithTracerProvider(tel.tp),
+		otelconnect.WithMeterProvider(tel.mp),
+		otelconnect.WithPropagator(tel.prop),
+		// Our callers' spans are the parents of ours: one trace per request.
+		otelconnect.WithTrustRemote(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("otelconnect: %w", err)
+	}
 
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(MaxMessageBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
-		connect.WithInterceptors(rpcInterceptor(timeout)),
+		connect.WithInterceptors(otelInterceptor, rpcInterceptor(timeout)),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
 			log.ErrorContext(ctx, "panic", "procedure", spec.Procedure, "panic", p, "stack", string(debug.Stack()))
 			return connect.NewError(connect.CodeInternal, errors.New(errInternal.message))
@@ -69,9 +88,9 @@ func New(users *store.Users, health *Health, opts Options) http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, handlerOpts...))
 
 	r := &rest{svc: svc}
-	mux.Handle("POST /users", withTimeout(timeout, r.create))
-	mux.Handle("GET /users", withTimeout(timeout, r.list))
-	mux.Handle("GET /users/{id}", withTimeout(timeout, r.get))
+	mux.Handle("POST /users", tel.traced("POST /users", withTimeout(timeout, r.create)))
+	mux.Handle("GET /users", tel.traced("GET /users", withTimeout(timeout, r.list)))
+	mux.Handle("GET /users/{id}", tel.traced("GET /users/{id}", withTimeout(timeout, r.get)))
 	mux.Handle("/users", methodNotAllowed("GET, HEAD, POST"))
 	mux.Handle("/users/{id}", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("GET /healthz", health.serveHTTP)
@@ -83,11 +102,11 @@ func New(users *store.Users, health *Health, opts Options) http.Handler {
 		mux.Handle("/", webHandler(opts.WebDir))
 	}
 
-	return withAccessLog(log, withCORS(opts.CORSOrigins, mux))
+	return withAccessLog(log, withCORS(opts.CORSOrigins, mux)), nil
 }
 
 // withTimeout gives a REST request the same server-side deadline as an RPC.
-func withTimeout(d time.Duration, h http.HandlerFunc) http.Handler {
+func withTimeout(d time.Duration, h http.HandlerFunc) http.HandlerFunc {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), d)
 		defer cancel()

@@ -19,7 +19,8 @@ type Config struct {
 	URL            string
 	MaxConns       int32
 	MinConns       int32
-	AcquireTimeout time.Duration // bound on waiting for a pooled connection
+	AcquireTimeout time.Duration   // bound on waiting for a pooled connection
+	Tracer         pgx.QueryTracer // optional: traces every statement (otelpgx)
 }
 
 // DB is the connection pool with a bounded wait for connections.
@@ -45,6 +46,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	if cfg.MinConns >= 0 && cfg.MinConns <= pc.MaxConns {
 		pc.MinConns = cfg.MinConns
+	}
+	if cfg.Tracer != nil {
+		pc.ConnConfig.Tracer = cfg.Tracer
 	}
 	// A cancelled request cancels its query on the server too, instead of
 	// leaving it running behind a closed socket.

@@ -33,6 +33,7 @@ type config struct {
 	RiverUIPassword string
 	WebDir          string
 	PprofBind       string
+	MetricsBind     string
 }
 
 // loadConfig reads the configuration; an error names the variable at fault.
@@ -55,6 +56,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RiverUIPassword: getenv("RIVER_UI_PASSWORD"),
 		WebDir:          getenv("WEB_DIR"),
 		PprofBind:       getenv("PPROF_BIND"),
+		MetricsBind:     getenv("METRICS_BIND"),
 	}
 	if p.err != nil {
 		return c, p.err

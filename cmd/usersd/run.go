@@ -18,6 +18,7 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/migrations"
@@ -65,68 +66,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := newLogger(cfg, stdout)
-	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
-	if err != nil {
-		return err
-	}
-
-	db, err := store.Open(ctx, store.Config{
-		URL: cfg.DatabaseURL, MaxConns: cfg.MaxConns, MinConns: cfg.MinConns, AcquireTimeout: cfg.AcquireTimeout,
-	})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	if err := migrations.Apply(ctx, db.Pool, log); err != nil {
-		return err
-	}
 	if cmd == "migrate" {
-		log.Info("migrations applied")
-		return nil
+		return migrateOnly(ctx, cfg, log)
 	}
 
-	// The worker needs the store and the store's create hook needs the
-	// River client, which needs the worker: tie the knot here.
-	welcome := &jobs.WelcomeWorker{DB: db, Mailer: mailer, Log: log}
-	riverClient, err := newRiverClient(cfg, db, log, welcome)
+	tel, err := newTelemetry(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	users := store.NewUsers(db, jobs.EnqueueWelcome(riverClient))
-	welcome.Users = users
-	if cfg.RiverWorkers > 0 {
-		// Not ctx: its cancellation would cancel running jobs at the first
-		// signal. shutdown stops River in its turn, softly first.
-		if err := riverClient.Start(context.WithoutCancel(ctx)); err != nil {
-			return fmt.Errorf("start river: %w", err)
+	defer func() {
+		// Flush spans still buffered; bounded so a dead collector cannot hang exit.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.shutdown(fctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
 		}
-	}
+	}()
 
-	mounts := map[string]http.Handler{}
-	if cfg.RiverUIPassword != "" {
-		uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
-		defer stopUI()
-		ui, err := newRiverUI(uiCtx, cfg, riverClient, log)
-		if err != nil {
-			return err
-		}
-		mounts[riverUIPrefix+"/"] = ui
+	a, err := newApp(ctx, cfg, log, tel)
+	if err != nil {
+		return err
 	}
-
-	health := server.NewHealth(db.Ping)
-	handler := server.New(users, health, server.Options{
-		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir, Mounts: mounts,
-	})
+	defer a.close()
 	if cfg.PprofBind != "" {
 		go servePprof(cfg.PprofBind, log)
 	}
-	srv := server.NewHTTPServer(handler, log)
+	if cfg.MetricsBind != "" {
+		go serveMetrics(cfg.MetricsBind, tel.metrics, log)
+	}
+
+	srv := server.NewHTTPServer(a.handler, log)
 	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
 		return fmt.Errorf("BIND %s: %w", cfg.Bind, err)
 	}
-	dbcfg := db.Pool.Config().ConnConfig
+	dbcfg := a.db.Pool.Config().ConnConfig
 	log.Info("usersd listening",
 		"addr", "http://"+ln.Addr().String(),
 		"database", fmt.Sprintf("%s@%s:%d/%s", dbcfg.User, dbcfg.Host, dbcfg.Port, dbcfg.Database),
@@ -141,7 +115,107 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdown(cfg, log, health, srv, riverClient)
+	return shutdown(cfg, log, a.health, srv, a.river)
+}
+
+func migrateOnly(ctx context.Context, cfg config, log *slog.Logger) error {
+	db, err := store.Open(ctx, store.Config{URL: cfg.DatabaseURL, MaxConns: 2, AcquireTimeout: cfg.AcquireTimeout})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := migrations.Apply(ctx, db.Pool, log); err != nil {
+		return err
+	}
+	log.Info("migrations applied")
+	return nil
+}
+
+// app is usersd wired up, short of the listener: pool (migrated), River,
+// store and the HTTP handler.
+type app struct {
+	db      *store.DB
+	river   *river.Client[pgx.Tx]
+	health  *server.Health
+	handler http.Handler
+	closers []func()
+}
+
+// newApp builds usersd from its configuration. It starts River's workers
+// (when RIVER_WORKERS > 0) but not the HTTP server.
+func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (_ *app, err error) {
+	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.db, err = store.Open(ctx, store.Config{
+		URL: cfg.DatabaseURL, MaxConns: cfg.MaxConns, MinConns: cfg.MinConns, AcquireTimeout: cfg.AcquireTimeout,
+		Tracer: tel.sqlTracer(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.db.Close)
+	if err := tel.recordPoolStats(a.db); err != nil {
+		return nil, err
+	}
+	if err := migrations.Apply(ctx, a.db.Pool, log); err != nil {
+		return nil, err
+	}
+
+	// The worker needs the store and the store's create hook needs the
+	// River client, which needs the worker: tie the knot here.
+	welcome := &jobs.WelcomeWorker{DB: a.db, Mailer: mailer, Log: log}
+	a.river, err = newRiverClient(cfg, a.db, log, welcome, tel)
+	if err != nil {
+		return nil, err
+	}
+	users := store.NewUsers(a.db, jobs.EnqueueWelcome(a.river))
+	welcome.Users = users
+	if cfg.RiverWorkers > 0 {
+		// Not ctx: its cancellation would cancel running jobs at the first
+		// signal. shutdown stops River in its turn, softly first.
+		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
+			return nil, fmt.Errorf("start river: %w", err)
+		}
+	}
+
+	mounts := map[string]http.Handler{}
+	if cfg.MetricsBind == "" {
+		mounts["GET /metrics"] = tel.metrics
+	}
+	if cfg.RiverUIPassword != "" {
+		uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
+		a.closers = append(a.closers, stopUI)
+		ui, err := newRiverUI(uiCtx, cfg, a.river, log)
+		if err != nil {
+			return nil, err
+		}
+		mounts[riverUIPrefix+"/"] = ui
+	}
+
+	a.health = server.NewHealth(a.db.Ping)
+	a.handler, err = server.New(users, a.health, server.Options{
+		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir,
+		Mounts: mounts, TracerProvider: tel.tp, MeterProvider: tel.mp,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// close releases what newApp acquired, last first.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
 }
 
 // shutdown runs the order of DESIGN.md inside SHUTDOWN_TIMEOUT: readiness
@@ -187,8 +261,8 @@ func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Ser
 
 // newRiverClient builds the River client on the shared pool. With
 // RIVER_WORKERS=0 it only inserts jobs.
-func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.WelcomeWorker) (*river.Client[pgx.Tx], error) {
-	rc := &river.Config{Logger: log}
+func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.WelcomeWorker, tel *telemetry) (*river.Client[pgx.Tx], error) {
+	rc := &river.Config{Logger: log, Middleware: []rivertype.Middleware{tel.riverMiddleware()}}
 	if cfg.RiverWorkers > 0 {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, welcome)
@@ -223,9 +297,9 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 		return a
 	}}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(traceHandler{slog.NewTextHandler(w, opts)})
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(traceHandler{slog.NewJSONHandler(w, opts)})
 }
 
 // servePprof exposes net/http/pprof on its own listener, only when

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/rivercontrib/otelriver"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/acme/usersd/server"
+	"github.com/acme/usersd/store"
+)
+
+// telemetry holds the tracer and meter providers every instrumented piece
+// shares, and the Prometheus handler for /metrics.
+type telemetry struct {
+	tp       trace.TracerProvider
+	mp       metric.MeterProvider
+	metrics  http.Handler
+	shutdown func(context.Context) error
+}
+
+// newTelemetry configures OpenTelemetry from the standard OTEL_* variables.
+// Traces are off unless OTEL_TRACES_EXPORTER names an exporter (otlp,
+// console); then autoexport reads the endpoint, protocol and headers, and
+// the SDK reads the sampler and resource variables. Metrics always feed
+// /metrics, with Go runtime and process collectors.
+func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
+	// W3C trace context and baggage, in from clients and out to River jobs.
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName("usersd"), semconv.ServiceVersion(versionString())),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
+		resource.WithTelemetrySDK(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("otel resource: %w", err)
+	}
+
+	t := &telemetry{tp: tracenoop.NewTracerProvider()}
+	var shutdowns []func(context.Context) error
+	if e := os.Getenv("OTEL_TRACES_EXPORTER"); e != "" && e != "none" {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		t.tp = tp
+		shutdowns = append(shutdowns, tp.Shutdown)
+	}
+
+	mp, metrics, err := newPromMeterProvider(res)
+	if err != nil {
+		return nil, err
+	}
+	t.mp, t.metrics = mp, metrics
+	shutdowns = append(shutdowns, mp.Shutdown)
+
+	t.shutdown = func(ctx context.Context) error {
+		var errs []error
+		for _, f := range shutdowns {
+			errs = append(errs, f(ctx))
+		}
+		return errors.Join(errs...)
+	}
+	return t, nil
+}
+
+// newPromMeterProvider returns a meter provider read by a Prometheus
+// handler, which also serves Go runtime and process metrics.
+func newPromMeterProvider(res *resource.Resource) (*sdkmetric.MeterProvider, http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
+}
+
+// sqlTracer traces every statement as a child of the request's span,
+// without argument values.
+func (t *telemetry) sqlTracer() pgx.QueryTracer {
+	return otelpgx.NewTracer(otelpgx.WithTracerProvider(t.tp), otelpgx.WithMeterProvider(t.mp), otelpgx.WithTrimSQLInSpanName())
+}
+
+// recordPoolStats publishes pgxpool's gauges (total, idle, acquired
+// connections, acquire waits).
+func (t *telemetry) recordPoolStats(db *store.DB) error {
+	if err := otelpgx.RecordStats(db.Pool, otelpgx.WithStatsMeterProvider(t.mp)); err != nil {
+		return fmt.Errorf("pool metrics: %w", err)
+	}
+	return nil
+}
+
+// riverMiddleware gives each job a work span linked to the span that
+// enqueued it, and job counts and durations by kind and state.
+func (t *telemetry) riverMiddleware() *otelriver.Middleware {
+	return otelriver.NewMiddleware(&otelriver.MiddlewareConfig{
+		TracerProvider:         t.tp,
+		MeterProvider:          t.mp,
+		EnableTracePropagation: true,
+	})
+}
+
+// serveMetrics serves /metrics on its own listener (METRICS_BIND).
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	log.Info("metrics listening", "addr", addr)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: server.ReadHeaderTimeout}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("metrics server", "err", err)
+	}
+}
+
+// traceHandler adds the trace and span ids of the context's span to every
+// log record, so lines written while serving a request or working a job
+// can be found from the trace.
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
+}
