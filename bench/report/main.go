@@ -1,0 +1,268 @@
+// Command report turns bench/run.sh's results file into the one table of
+// `make bench`: usersd against its baselines, the ratios and the targets.
+//
+//	go run ./bench/report bench/out/results.txt
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// rec is one line of the results file: a section, then key=value pairs.
+type rec struct {
+	section string
+	kv      map[string]string
+}
+
+func (r rec) s(k string) string { return r.kv[k] }
+
+func (r rec) f(k string) float64 {
+	v, _ := strconv.ParseFloat(r.kv[k], 64)
+	return v
+}
+
+var recs []rec
+
+func find(section string, match map[string]string) []rec {
+	var out []rec
+next:
+	for _, r := range recs {
+		if r.section != section {
+			continue
+		}
+		for k, v := range match {
+			if r.kv[k] != v {
+				continue next
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func one(section string, match map[string]string) (rec, bool) {
+	rs := find(section, match)
+	if len(rs) == 0 {
+		return rec{kv: map[string]string{}}, false
+	}
+	return rs[len(rs)-1], true
+}
+
+// best is the error-free record with the highest rps.
+func best(rs []rec) (rec, bool) {
+	var b rec
+	ok := false
+	for _, r := range rs {
+		if r.f("errors") > 0 || r.f("ok") == 0 {
+			continue
+		}
+		if !ok || r.f("rps") > b.f("rps") {
+			b, ok = r, true
+		}
+	}
+	return b, ok
+}
+
+var clkTck = 100.0
+
+// cpuPerReq is the server's CPU time per request in microseconds.
+func cpuPerReq(r rec) string {
+	if r.f("total") == 0 || r.kv["ticks"] == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", r.f("ticks")/clkTck*1e6/r.f("total"))
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISS"
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: report RESULTS")
+		os.Exit(2)
+	}
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		r := rec{section: fields[0], kv: map[string]string{}}
+		for _, kv := range fields[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			r.kv[k] = v
+		}
+		recs = append(recs, r)
+	}
+	meta, _ := one("meta", nil)
+	if v := meta.f("clk_tck"); v > 0 {
+		clkTck = v
+	}
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	p := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")) }
+	fmt.Printf("usersd benchmark  version %s  |  %s CPUs, PostgreSQL %s (fsync/synchronous_commit/full_page_writes off, shared_buffers 256MB)\n",
+		meta.s("version"), meta.s("cpus"), meta.s("pg"))
+	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s); usersd LOG_LEVEL=warn (access log off) unless noted; total run %s s\n\n",
+		meta.s("dur"), meta.s("concs"), meta.s("pgconcs"), meta.s("seconds"))
+
+	// GetUser.
+	pgGet, havePG := best(find("get", map[string]string{"target": "pgbench"}))
+	p("GetUser, 100k users", "tool", "usersd RPS @c", "bare RPS @c", "R_overhead", ">=0.90", "usersd CPU us/req", "bare CPU us/req", "R_db", "p50 / p99 ms @ half peak", "p99<=5ms")
+	names := []struct{ entry, label string }{
+		{"rest-h1", "REST GET /users/{id}     HTTP/1.1"},
+		{"cjson-h1", "Connect JSON POST        HTTP/1.1"},
+		{"cget-h1", "Connect GET (JSON)       HTTP/1.1"},
+		{"grpc-h2c", "gRPC                     h2c"},
+		{"cproto-h2c", "Connect proto            h2c"},
+	}
+	for _, n := range names {
+		u, uok := best(find("get", map[string]string{"entry": n.entry, "target": "usersd"}))
+		b, bok := best(find("get", map[string]string{"entry": n.entry, "target": "bare"}))
+		tool := u.s("tool")
+		if tool == "closed" {
+			tool = "bench/load"
+		}
+		ratio, rv := "-", "-"
+		if uok && bok {
+			x := u.f("rps") / b.f("rps")
+			ratio, rv = fmt.Sprintf("%.2f", x), verdict(x >= 0.90)
+		}
+		rdb := "-"
+		if uok && havePG {
+			rdb = fmt.Sprintf("%.2f", u.f("rps")/pgGet.f("rps"))
+		}
+		lat, lv := "-", "-"
+		if l, ok := one("latency", map[string]string{"entry": n.entry}); ok {
+			lat = fmt.Sprintf("%.2f / %.2f @ %s/s", l.f("p50"), l.f("p99"), l.s("rate"))
+			if l.f("errors") > 0 {
+				lat += fmt.Sprintf(" (%s errors)", l.s("errors"))
+			}
+			lv = verdict(l.f("p99") <= 5 && l.f("errors") == 0)
+		}
+		p(n.label, tool, rpsAt(u, uok), rpsAt(b, bok), ratio, rv, cpuPerReq(u), cpuPerReq(b), rdb, lat, lv)
+	}
+	if havePG {
+		p("pgbench SELECT by id (-M prepared)", "pgbench", "", rpsAt(pgGet, true)+" TPS", "", "", "", "", "= 1", "", "")
+	}
+	p()
+
+	// CreateUser.
+	pgCreate, havePGC := best(find("create", map[string]string{"target": "pgbench"}))
+	p("CreateUser (+ welcome job)", "tool", "usersd RPS @c", "pgbench tx TPS @c", "ratio", ">=0.80", "usersd CPU us/req")
+	for _, n := range []struct{ entry, label string }{
+		{"rest-create", "REST POST /users         HTTP/1.1"},
+		{"cproto-create", "Connect proto            h2c"},
+	} {
+		u, uok := best(find("create", map[string]string{"entry": n.entry}))
+		tool := u.s("tool")
+		if tool == "closed" {
+			tool = "bench/load"
+		}
+		ratio, rv := "-", "-"
+		if uok && havePGC {
+			x := u.f("rps") / pgCreate.f("rps")
+			ratio, rv = fmt.Sprintf("%.2f", x), verdict(x >= 0.80)
+		}
+		p(n.label, tool, rpsAt(u, uok), rpsAt(pgCreate, havePGC), ratio, rv, cpuPerReq(u))
+	}
+	p()
+
+	// Access log.
+	p("Access log (LOG_LEVEL=info)", "tool", "RPS off -> on", "change", "", "", "CPU us/req off -> on")
+	for _, n := range []struct{ entry, label string }{
+		{"rest-h1", "REST GET /users/{id}     HTTP/1.1"},
+		{"cproto-h2c", "Connect proto            h2c"},
+	} {
+		on, ok := one("accesslog", map[string]string{"entry": n.entry})
+		if !ok {
+			continue
+		}
+		off, _ := one("get", map[string]string{"entry": n.entry, "target": "usersd", "conc": on.s("conc")})
+		change := "-"
+		if off.f("rps") > 0 {
+			change = fmt.Sprintf("%+.0f%%", (on.f("rps")/off.f("rps")-1)*100)
+		}
+		p(n.label, tool(on), fmt.Sprintf("%.0f -> %.0f @%s", off.f("rps"), on.f("rps"), on.s("conc")), change, "", "",
+			cpuPerReq(off)+" -> "+cpuPerReq(on))
+	}
+	p()
+
+	// Scale.
+	s10k, ok1 := one("scale", map[string]string{"entry": "users10k"})
+	s1m, ok2 := one("scale", map[string]string{"entry": "users1m"})
+	p("Scale", "tool", "measure", "value", "ratio", "target")
+	if ok1 && ok2 {
+		x := s1m.f("p50") / s10k.f("p50")
+		p("GetUser p50, Connect proto", "bench/load", fmt.Sprintf("10k users @ %s/s", s10k.s("rate")), fmt.Sprintf("%.3f ms (p99 %.2f)", s10k.f("p50"), s10k.f("p99")), "", "")
+		p("", "", fmt.Sprintf("1M users @ %s/s", s1m.s("rate")), fmt.Sprintf("%.3f ms (p99 %.2f)", s1m.f("p50"), s1m.f("p99")),
+			fmt.Sprintf("%.2f", x), "<=1.20 "+verdict(x <= 1.20))
+	}
+	l1p, _ := one("listpeak", map[string]string{"entry": "page1"})
+	l1000p, okp := one("listpeak", map[string]string{"entry": "page1000"})
+	l1r, _ := one("listrate", map[string]string{"entry": "page1"})
+	l1000r, okr := one("listrate", map[string]string{"entry": "page1000"})
+	if okp && okr {
+		p("ListUsers 50/page, 1M users", "wrk", "page 1 / page 1000 RPS @32", fmt.Sprintf("%.0f / %.0f", l1p.f("rps"), l1000p.f("rps")),
+			fmt.Sprintf("%.2f", l1000p.f("rps")/l1p.f("rps")), ">=0.80 "+verdict(l1000p.f("rps")/l1p.f("rps") >= 0.80))
+		x := l1000r.f("p50") / l1r.f("p50")
+		p("  (REST GET /users)", "bench/load", fmt.Sprintf("page 1 / page 1000 p50 @ %s/s", l1r.s("rate")), fmt.Sprintf("%.2f / %.2f ms", l1r.f("p50"), l1000r.f("p50")),
+			fmt.Sprintf("%.2f", x), "<=1.20 "+verdict(x <= 1.20))
+	}
+	if wk, ok := one("list", nil); ok {
+		p("  (walk to page 1000)", "bench/load", "999 sequential ListUsers, Connect JSON", wk.s("seconds")+" s", "", "")
+	}
+	p()
+
+	// Resources.
+	rss, _ := one("rss", nil)
+	bin, _ := one("binary", nil)
+	p("Resources", "", "value", "", "", "target")
+	mib := rss.f("hwm_kb") / 1024
+	p("usersd peak RSS (max VmHWM of every usersd run)", "", fmt.Sprintf("%.1f MiB", mib), "", "", "<=64 MiB "+verdict(mib > 0 && mib <= 64))
+	mb := bin.f("bytes") / 1e6
+	p("bin/usersd size (-trimpath -s -w)", "", fmt.Sprintf("%.1f MB (%.1f MiB)", mb, bin.f("bytes")/(1<<20)), "", "", "<=30 MB "+verdict(mb <= 30))
+	w.Flush()
+
+	// Errors anywhere are worth a line.
+	var bad []string
+	for _, r := range recs {
+		if r.f("errors") > 0 {
+			bad = append(bad, fmt.Sprintf("%s %s %s c=%s rate=%s: %s errors", r.section, r.s("entry"), r.s("target"), r.s("conc"), r.s("rate"), r.s("errors")))
+		}
+	}
+	if len(bad) > 0 {
+		fmt.Println("\nruns with errors (left out of 'best'):")
+		for _, b := range bad {
+			fmt.Println("  " + b)
+		}
+	}
+}
+
+func tool(r rec) string {
+	if t := r.s("tool"); t != "closed" {
+		return t
+	}
+	return "bench/load"
+}
+
+func rpsAt(r rec, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f @%s", r.f("rps"), r.s("conc"))
+}

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# bench/run.sh — `make bench`: usersd on every entry point against bare
+# baselines, on a throwaway local PostgreSQL, in one run; prints one table
+# and saves it to bench/out/report.txt.
+#
+# What it does (each measurement BENCH_DURATION seconds, default 5):
+#   build usersd with release flags (make build), the bare handler and the
+#   load generator; init a fresh PostgreSQL (scripts/pgcluster.sh --fast:
+#   fsync, synchronous_commit and full_page_writes off; shared_buffers 256MB);
+#   usersd migrate; seed users with deterministic UUIDv7 ids (bench/sql).
+#   1. 10,000 users: GetUser p50 at a fixed rate (scale reference).
+#   2. 100,000 users: peak RPS of GetUser per entry point (sweep of
+#      BENCH_CONCS connections/streams) for usersd and the bare handler:
+#      REST GET, Connect JSON POST, Connect GET (wrk, HTTP/1.1), gRPC (ghz,
+#      h2c), Connect proto (bench/load, h2c); p50/p99 at half the peak rate
+#      (bench/load open loop); CPU time per request and peak RSS of usersd;
+#      pgbench SELECT; the access log's cost (LOG_LEVEL=info once);
+#      CreateUser over REST (wrk) and Connect proto (bench/load) against
+#      pgbench running the same transaction (bench/sql/create.pgbench).
+#   3. 1,000,000 users: GetUser p50 at the same fixed rate; ListUsers page 1
+#      vs page 1000 (REST GET /users with page_token).
+#
+# Environment:
+#   BENCH_DURATION=5       seconds per measurement
+#   BENCH_CONCS="8 32 64"  HTTP connections / HTTP/2 streams swept for peak RPS
+#   BENCH_PG_CONCS="4 8 20" pgbench clients swept (usersd's pool is 20)
+#   BENCH_SCALE_RATE=1000  requests/s of the 10k-vs-1M p50 comparison
+#   BENCH_PROFILE=1        also capture a 10 s CPU and allocation profile of
+#                          usersd under GetUser Connect-proto load
+#   BENCH_USERSD=path      benchmark this usersd binary instead of building
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+DUR=${BENCH_DURATION:-5}
+CONCS=${BENCH_CONCS:-"8 32 64"}
+PG_CONCS=${BENCH_PG_CONCS:-"4 8 20"}
+SCALE_RATE=${BENCH_SCALE_RATE:-1000}
+PROFILE=${BENCH_PROFILE:-0}
+H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
+OUT=bench/out
+mkdir -p "$OUT"
+RES=$OUT/results.txt
+: >"$RES"
+T_START=$(date +%s)
+
+log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T_START)) "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# --- tools -----------------------------------------------------------------
+need_apt() { # need_apt COMMAND PACKAGE
+  command -v "$1" >/dev/null && return 0
+  log "installing $2"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+  command -v "$1" >/dev/null || die "$1 not available"
+}
+need_apt wrk wrk
+need_apt h2load nghttp2-client
+need_apt jq jq
+need_apt curl curl
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+[ -x "$PGBIN/pgbench" ] || need_apt pgbench postgresql-client
+PGBENCH=$PGBIN/pgbench; [ -x "$PGBENCH" ] || PGBENCH=$(command -v pgbench)
+GHZ_VERSION=v0.93.0
+GHZ=$ROOT/bench/.bin/ghz
+if [ ! -x "$GHZ" ]; then
+  log "building ghz $GHZ_VERSION into bench/.bin"
+  (cd /tmp && GOBIN=$ROOT/bench/.bin go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION") || die "go install ghz"
+fi
+
+# --- work dir, processes, cleanup ----------------------------------------
+WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
+chmod 755 "$WORK"
+USERSD_PID= BARE_PID= LOAD_PID=
+cleanup() {
+  set +e
+  for p in $USERSD_PID $BARE_PID $LOAD_PID; do kill "$p" 2>/dev/null; done
+  for p in $USERSD_PID $BARE_PID $LOAD_PID; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+  done
+  [ -d "$WORK/pg" ] && scripts/pgcluster.sh stop "$WORK/pg" immediate >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    [ -z "$(ss -Hltn "sport = :$p")" ] && { echo "$p"; return; }
+  done
+}
+
+# --- build -----------------------------------------------------------------
+LDFLAGS='-s -w'
+if [ -n "${BENCH_USERSD:-}" ]; then
+  cp "$BENCH_USERSD" "$WORK/usersd"
+else
+  log "make build (release flags: -trimpath -ldflags '-s -w')"
+  make --no-print-directory build >&2 || die "make build"
+  cp bin/usersd "$WORK/usersd"
+fi
+BIN_BYTES=$(stat -c %s "$WORK/usersd")
+go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/bare" ./bench/bare || die "build bench/bare"
+go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/load" ./bench/load || die "build bench/load"
+"$WORK/load" protoset -o "$WORK/users.protoset"
+echo "binary bytes=$BIN_BYTES" >>"$RES"
+
+# --- PostgreSQL --------------------------------------------------------------
+log "fresh PostgreSQL in $WORK/pg (fsync off)"
+scripts/pgcluster.sh init "$WORK/pg" --fast
+echo "shared_buffers = 256MB" >>"$WORK/pg/data/postgresql.conf"
+scripts/pgcluster.sh start "$WORK/pg"
+scripts/pgcluster.sh createdb "$WORK/pg" bench
+DBURL=$(scripts/pgcluster.sh url "$WORK/pg" bench)
+PGPORT=$(sed -n 4p "$WORK/pg/data/postmaster.pid")
+PGVERSION=$("$PGBIN/postgres" --version | awk '{print $3}')
+psqlq() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg" -p "$PGPORT" -U postgres -d bench "$@"; }
+
+DATABASE_URL=$DBURL LOG_LEVEL=warn "$WORK/usersd" migrate >"$WORK/migrate.log" 2>&1 ||
+  { cat "$WORK/migrate.log" >&2; die "usersd migrate"; }
+T0MS=$(($(date +%s%3N) - 60000))
+sed "s/__T0MS__/$T0MS/g" bench/sql/setup.sql | psqlq -f - >/dev/null
+
+seed() { # seed LO HI
+  local t=$(date +%s)
+  psqlq -v lo="$1" -v hi="$2" -f bench/sql/seed.sql >/dev/null
+  log "seeded users $1..$2 in $(($(date +%s) - t)) s"
+}
+ids_file() { # ids_file N FILE: 10,000 random seeded ids among users 1..N
+  psqlq -At -c "SELECT bench_id(1 + floor(random() * $1)::bigint) FROM generate_series(1, 10000)" >"$2"
+  jq -R '{id: .}' "$2" | jq -s . >"$2.json"
+}
+
+# --- usersd and the bare handler ---------------------------------------------
+PORT=$(free_port)
+BARE_PORT=$(free_port)
+PPROF_PORT=$(free_port)
+HWM_KB=0
+wait_http() { # wait_http URL PID
+  for _ in $(seq 300); do
+    curl -sf -o /dev/null "$1" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+start_usersd() { # start_usersd LOG_LEVEL
+  local pprof=
+  [ "$PROFILE" = 1 ] && pprof=127.0.0.1:$PPROF_PORT
+  env DATABASE_URL="$DBURL" BIND="127.0.0.1:$PORT" LOG_LEVEL="$1" PPROF_BIND="$pprof" \
+    "$WORK/usersd" >"$WORK/usersd.$1.log" 2>&1 &
+  USERSD_PID=$!
+  wait_http "http://127.0.0.1:$PORT/healthz" "$USERSD_PID" || { tail -20 "$WORK/usersd.$1.log" >&2; die "usersd did not become ready"; }
+}
+hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+stop_pid() { # stop_pid PID
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 250); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+stop_usersd() {
+  local h
+  h=$(hwm "$USERSD_PID")
+  [ "$h" -gt "$HWM_KB" ] && HWM_KB=$h
+  stop_pid "$USERSD_PID"
+  USERSD_PID=
+}
+start_bare() {
+  env DATABASE_URL="$DBURL" BIND="127.0.0.1:$BARE_PORT" "$WORK/bare" >"$WORK/bare.log" 2>&1 &
+  BARE_PID=$!
+  wait_http "http://127.0.0.1:$BARE_PORT/livez" "$BARE_PID" || { cat "$WORK/bare.log" >&2; die "bare handler did not start"; }
+}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# --- one measurement: run_tool TOOL MODE URLPORT PID CONC|RATE IDS ------------
+# Prints "rps=.. ok=.. errors=.. total=.. ticks=.. p50=.. p99=.." (ms).
+run_tool() {
+  local tool=$1 mode=$2 port=$3 pid=$4 n=$5 ids=$6 extra=${7:-}
+  local t0 t1 out="$WORK/tool.out"
+  t0=$(ticks "$pid")
+  case $tool in
+  wrk)
+    WRK_MODE=$mode WRK_IDS=$ids WRK_PATH=$extra WRK_NONCE="$RANDOM$RANDOM" \
+      timeout $((DUR + 30)) wrk -t2 -c"$n" -d"${DUR}s" --timeout 5s -s bench/wrk.lua "http://127.0.0.1:$port" >"$out" 2>&1 || true
+    t1=$(ticks "$pid")
+    awk -v ticks=$((t1 - t0)) '/^WRK_RESULT/ {
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        err = v["status"] + v["connect"] + v["read"] + v["write"] + v["timeout"]
+        ok = v["requests"] - v["status"]
+        printf "rps=%.1f ok=%d errors=%d total=%d ticks=%d p50=%.3f p99=%.3f\n",
+          ok / (v["duration_us"] / 1e6), ok, err, v["requests"], ticks, v["p50_us"] / 1000, v["p99_us"] / 1000 }' "$out"
+    ;;
+  ghz)
+    timeout $((DUR + 30)) "$GHZ" --insecure --protoset "$WORK/users.protoset" --call users.v1.UserService.GetUser \
+      -D "$ids.json" -c "$n" --connections "$H2CONNS" -z "${DUR}s" -O json "127.0.0.1:$port" >"$out" 2>"$WORK/ghz.err" || true
+    t1=$(ticks "$pid")
+    jq -r --argjson ticks $((t1 - t0)) '
+      (.statusCodeDistribution.OK // 0) as $ok |
+      "rps=\($ok / (.total / 1e9)) ok=\($ok) errors=\(.count - $ok) total=\(.count) ticks=\($ticks) p50=\((.latencyDistribution // [] | map(select(.percentage == 50)) | .[0].latency // 0) / 1e6) p99=\((.latencyDistribution // [] | map(select(.percentage == 99)) | .[0].latency // 0) / 1e6)"' "$out" ||
+      { cat "$WORK/ghz.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
+    ;;
+  closed | open)
+    local arg="-c $n"
+    [ "$tool" = open ] && arg="-rate $n"
+    # shellcheck disable=SC2086
+    timeout $((DUR + 60)) "$WORK/load" "$tool" -url "http://127.0.0.1:$port" -proto "$mode" $arg \
+      -conns "$H2CONNS" -d "${DUR}s" -ids "$ids" $extra >"$out" 2>"$WORK/load.err" || true
+    t1=$(ticks "$pid")
+    jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms)"' "$out" 2>/dev/null ||
+      { cat "$WORK/load.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
+    ;;
+  esac
+}
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# sweep SECTION ENTRY TARGET TOOL MODE PORT PID IDS: peak RPS over $CONCS;
+# records every point and leaves the best in BEST_RPS / BEST_CONC.
+sweep() {
+  local section=$1 entry=$2 target=$3 tool=$4 mode=$5 port=$6 pid=$7 ids=$8 c r
+  BEST_RPS=0 BEST_CONC=0
+  for c in $CONCS; do
+    [ "$section" = create ] && drain_jobs
+    r=$(run_tool "$tool" "$mode" "$port" "$pid" "$c" "$ids")
+    echo "$section entry=$entry target=$target tool=$tool conc=$c $r" >>"$RES"
+    log "$section $entry $target c=$c: $r"
+    if [ "$(field errors "$r")" = 0 ] && awk -v a="$(field rps "$r")" -v b="$BEST_RPS" 'BEGIN {exit !(a > b)}'; then
+      BEST_RPS=$(field rps "$r") BEST_CONC=$c
+    fi
+  done
+}
+
+pgbench_run() { # pgbench_run SECTION SCRIPT CLIENTS [-D ...]
+  local section=$1 script=$2 c=$3 out="$WORK/pgbench.out"
+  shift 3
+  timeout $((DUR + 60)) "$PGBENCH" -h "$WORK/pg" -p "$PGPORT" -U postgres -n -M prepared -c "$c" -j 2 -T "$DUR" \
+    -f "$script" "$@" bench >"$out" 2>&1 || { tail -5 "$out" >&2; }
+  local tps ok failed
+  tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | tail -1)
+  ok=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
+  failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
+  local r="rps=${tps:-0} ok=${ok:-0} errors=${failed:-0}"
+  echo "$section entry=pgbench target=pgbench tool=pgbench conc=$c $r" >>"$RES"
+  log "$section pgbench c=$c: $r"
+}
+
+# Welcome jobs from the CreateUser runs are worked by usersd's River in the
+# background (as in production); let one run's backlog drain before the next
+# create measurement so it does not slow that one down.
+drain_jobs() {
+  local n
+  for _ in $(seq 120); do
+    n=$(psqlq -At -c "SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable')")
+    [ "$n" = 0 ] && return 0
+    sleep 0.5
+  done
+  log "river backlog still $n jobs after 60 s; measuring anyway"
+}
+
+# =========================== 1. 10,000 users =================================
+seed 1 10000
+ids_file 10000 "$WORK/ids10k"
+start_usersd warn
+run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids10k" >/dev/null # warm-up
+r=$(run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids10k")
+echo "scale entry=users10k target=usersd tool=load rate=$SCALE_RATE $r" >>"$RES"
+log "scale 10k users @ $SCALE_RATE rps: $r"
+
+# =========================== 2. 100,000 users ================================
+seed 10001 100000
+ids_file 100000 "$WORK/ids"
+IDS=$WORK/ids
+start_bare
+
+# entry point: name, wrk mode / load proto, tool
+ENTRIES="rest-h1:rest:wrk cjson-h1:cjson:wrk cget-h1:cget:wrk grpc-h2c:grpc:ghz cproto-h2c:connect-proto:closed"
+declare -A PEAK PEAKC
+for e in $ENTRIES; do
+  IFS=: read -r entry mode tool <<<"$e"
+  sweep get "$entry" usersd "$tool" "$mode" "$PORT" "$USERSD_PID" "$IDS"
+  PEAK[$entry]=$BEST_RPS PEAKC[$entry]=$BEST_CONC
+  sweep get "$entry" bare "$tool" "$mode" "$BARE_PORT" "$BARE_PID" "$IDS"
+done
+
+# p50/p99 at half the peak, open loop, every entry point of usersd.
+for e in $ENTRIES; do
+  IFS=: read -r entry mode tool <<<"$e"
+  case $mode in rest | cjson | cget) lmode=${mode/cjson/connect-json}; lmode=${lmode/cget/connect-get} ;; *) lmode=$mode ;; esac
+  rate=$(awk -v p="${PEAK[$entry]}" 'BEGIN {r = int(p / 2); print (r < 100 ? 100 : r)}')
+  r=$(run_tool open "$lmode" "$PORT" "$USERSD_PID" "$rate" "$IDS")
+  echo "latency entry=$entry target=usersd tool=load rate=$rate $r" >>"$RES"
+  log "latency $entry @ $rate rps: $r"
+done
+
+for c in $PG_CONCS; do pgbench_run get bench/sql/get.pgbench "$c" -D nusers=100000; done
+
+if [ "$PROFILE" = 1 ]; then
+  c=${PEAKC[cproto-h2c]:-32}
+  log "profiling usersd under Connect-proto GetUser load (c=$c)"
+  "$WORK/load" closed -url "http://127.0.0.1:$PORT" -proto connect-proto -c "$c" -conns "$H2CONNS" -d 13s -ids "$IDS" >/dev/null 2>&1 &
+  LOAD_PID=$!
+  sleep 1
+  curl -sf -o "$OUT/cpu.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=10" &
+  cpid=$!
+  curl -sf -o "$OUT/allocs.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/allocs?seconds=10" || log "allocs profile failed"
+  wait "$cpid" || log "cpu profile failed"
+  wait "$LOAD_PID" || true
+  LOAD_PID=
+  go tool pprof -top -nodecount=35 "$OUT/cpu.pprof" >"$OUT/cpu-top.txt" 2>/dev/null || true
+  go tool pprof -top -cum -nodecount=45 "$OUT/cpu.pprof" >"$OUT/cpu-cum.txt" 2>/dev/null || true
+  go tool pprof -top -sample_index=alloc_space -nodecount=30 "$OUT/allocs.pprof" >"$OUT/allocs-top.txt" 2>/dev/null || true
+  go tool pprof -top -sample_index=alloc_objects -nodecount=30 "$OUT/allocs.pprof" >"$OUT/allocs-objects-top.txt" 2>/dev/null || true
+fi
+
+# The access log's cost: the same runs with LOG_LEVEL=info (one JSON line per
+# request to a file).
+stop_usersd
+start_usersd info
+for e in rest-h1:rest:wrk cproto-h2c:connect-proto:closed; do
+  IFS=: read -r entry mode tool <<<"$e"
+  r=$(run_tool "$tool" "$mode" "$PORT" "$USERSD_PID" "${PEAKC[$entry]:-32}" "$IDS")
+  echo "accesslog entry=$entry target=usersd tool=$tool conc=${PEAKC[$entry]:-32} $r" >>"$RES"
+  log "access log on, $entry: $r"
+done
+stop_usersd
+start_usersd warn
+stop_pid "$BARE_PID"
+BARE_PID=
+
+# CreateUser: REST (wrk) and Connect proto (bench/load) vs pgbench.
+sweep create rest-create usersd wrk create "$PORT" "$USERSD_PID" ""
+sweep create cproto-create usersd closed connect-create "$PORT" "$USERSD_PID" ""
+for c in $PG_CONCS; do drain_jobs; pgbench_run create bench/sql/create.pgbench "$c"; done
+drain_jobs
+
+# =========================== 3. 1,000,000 users ==============================
+seed 100001 1000000
+ids_file 1000000 "$WORK/ids1m"
+run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids1m" >/dev/null # warm-up
+r=$(run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids1m")
+echo "scale entry=users1m target=usersd tool=load rate=$SCALE_RATE $r" >>"$RES"
+log "scale 1M users @ $SCALE_RATE rps: $r"
+
+IFS=$'\t' read -r TOKEN _ WALK < <("$WORK/load" pages -url "http://127.0.0.1:$PORT" -pages 1000 -size 50)
+echo "list walk pages=1000 seconds=$WALK" >>"$RES"
+log "walked 999 pages in $WALK s"
+for p in 1 1000; do
+  tok=
+  [ "$p" = 1000 ] && tok=$TOKEN
+  path="/users?page_size=50"
+  [ -n "$tok" ] && path="$path&page_token=$tok"
+  r=$(run_tool wrk path "$PORT" "$USERSD_PID" 32 "" "$path")
+  echo "listpeak entry=page$p target=usersd tool=wrk conc=32 $r" >>"$RES"
+  r=$(run_tool open rest-list "$PORT" "$USERSD_PID" 200 "" "-token=$tok")
+  echo "listrate entry=page$p target=usersd tool=load rate=200 $r" >>"$RES"
+  log "ListUsers page $p: $r"
+done
+
+stop_usersd
+echo "rss hwm_kb=$HWM_KB" >>"$RES"
+echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK)" >>"$RES"
+
+go run ./bench/report "$RES" | tee "$OUT/report.txt"
+if [ "$PROFILE" = 1 ]; then
+  echo
+  echo "CPU profile (bench/out/cpu.pprof), flat:"; sed -n '1,30p' "$OUT/cpu-top.txt"
+  echo; echo "CPU profile, cumulative:"; sed -n '6,45p' "$OUT/cpu-cum.txt"
+  echo; echo "Allocations (bench/out/allocs.pprof), alloc_space:"; sed -n '1,25p' "$OUT/allocs-top.txt"
+fi
+log "done in $(($(date +%s) - T_START)) s"
