@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +21,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/internal/smtptest"
@@ -335,5 +340,78 @@ func TestRiverUI(t *testing.T) {
 		if code := get(on, tc.user, tc.pass); code != tc.want {
 			t.Errorf("user %q pass %q: /riverui/ = %d, want %d", tc.user, tc.pass, code, tc.want)
 		}
+	}
+}
+
+// TestOTLPExport runs the binary as `make run` would with an OTLP/HTTP
+// collector, and checks the collector receives one trace per CreateUser
+// holding the RPC, SQL and job spans.
+func TestOTLPExport(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	spans := map[string][]string{} // trace id -> span names
+	collector := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					id := hex.EncodeToString(s.TraceId)
+					spans[id] = append(spans[id], s.Name)
+				}
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		_, _ = w.Write(b)
+	}), ReadHeaderTimeout: time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = collector.Serve(ln) }()
+	t.Cleanup(func() { _ = collector.Close() })
+
+	p := start(t, "DATABASE_URL="+dbtest.URL(t),
+		"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String(),
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=100")
+	resp, err := http.Post("http://"+p.addr+"/users.v1.UserService/CreateUser", "application/json",
+		strings.NewReader(`{"email":"otlp@example.com","fullName":"Otlp"}`))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		var found []string
+		for _, names := range spans {
+			if slices.Contains(names, "users.v1.UserService/CreateUser") && slices.Contains(names, "INSERT") &&
+				slices.Contains(names, "river.work") {
+				found = names
+			}
+		}
+		mu.Unlock()
+		if found != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("no trace with the RPC, SQL and job spans; collector got %v", spans)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("exit code %d", code)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/migrations"
@@ -262,7 +261,7 @@ func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Ser
 // newRiverClient builds the River client on the shared pool. With
 // RIVER_WORKERS=0 it only inserts jobs.
 func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.WelcomeWorker, tel *telemetry) (*river.Client[pgx.Tx], error) {
-	rc := &river.Config{Logger: log, Middleware: []rivertype.Middleware{tel.riverMiddleware()}}
+	rc := &river.Config{Logger: log, Middleware: tel.riverMiddleware()}
 	if cfg.RiverWorkers > 0 {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, welcome)

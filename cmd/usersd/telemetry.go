@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/riverqueue/rivercontrib/otelriver"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
@@ -114,14 +117,37 @@ func (t *telemetry) recordPoolStats(db *store.DB) error {
 	return nil
 }
 
-// riverMiddleware gives each job a work span linked to the span that
-// enqueued it, and job counts and durations by kind and state.
-func (t *telemetry) riverMiddleware() *otelriver.Middleware {
-	return otelriver.NewMiddleware(&otelriver.MiddlewareConfig{
-		TracerProvider:         t.tp,
-		MeterProvider:          t.mp,
-		EnableTracePropagation: true,
-	})
+// riverMiddleware gives each job a work span in the trace of the request
+// that enqueued it, and job counts and durations by kind and state.
+func (t *telemetry) riverMiddleware() []rivertype.Middleware {
+	return []rivertype.Middleware{
+		&jobTraceParent{}, // outermost: sets the parent otelriver's span starts from
+		otelriver.NewMiddleware(&otelriver.MiddlewareConfig{
+			TracerProvider:         t.tp,
+			MeterProvider:          t.mp,
+			EnableTracePropagation: true,
+		}),
+	}
+}
+
+// jobTraceParent continues the enqueuing request's trace in the job: it
+// makes the traceparent that otelriver stored in the job's metadata the
+// parent of the work span (otelriver alone only links to it), so a
+// CreateUser and its welcome mail read as one trace.
+type jobTraceParent struct{ river.MiddlewareDefaults }
+
+func (*jobTraceParent) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	var meta map[string]any
+	if len(job.Metadata) > 0 && json.Unmarshal(job.Metadata, &meta) == nil {
+		carrier := propagation.MapCarrier{}
+		for _, k := range (propagation.TraceContext{}).Fields() {
+			if v, ok := meta[k].(string); ok {
+				carrier[k] = v
+			}
+		}
+		ctx = propagation.TraceContext{}.Extract(ctx, carrier)
+	}
+	return doInner(ctx)
 }
 
 // serveMetrics serves /metrics on its own listener (METRICS_BIND).
