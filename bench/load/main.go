@@ -25,6 +25,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,19 +176,32 @@ var createSeq atomic.Int64
 var completed atomic.Int64
 
 func newCallers(o options, ids []string) ([]caller, error) {
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	h2 := o.h2
 	switch o.proto {
 	case "connect-proto", "grpc", "connect-create":
 		h2 = true
 	}
-	n := 1
-	if h2 {
-		n = max(1, o.conns)
+	if !h2 {
+		// HTTP/1.1: the lean client, up to 256 connections (open loop) or
+		// one per worker (closed loop).
+		size := 256
+		if o.conc > 0 {
+			size = o.conc
+		}
+		p, err := newH1Pool(o.url, size)
+		if err != nil {
+			return nil, err
+		}
+		c, err := newH1Caller(o, p, ids, nonce)
+		if err != nil {
+			return nil, err
+		}
+		return []caller{c}, nil
 	}
-	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	var calls []caller
-	for range n {
-		hc := &http.Client{Transport: newTransport(h2, o.conc), Timeout: o.timeout}
+	for range max(1, o.conns) {
+		hc := &http.Client{Transport: newTransport(true, o.conc), Timeout: o.timeout}
 		c, err := newCaller(o, hc, ids, nonce)
 		if err != nil {
 			return nil, err
@@ -195,6 +209,60 @@ func newCallers(o options, ids []string) ([]caller, error) {
 		calls = append(calls, c)
 	}
 	return calls, nil
+}
+
+func wantStatus(want int, contains func() string) func(int, []byte) error {
+	return func(status int, body []byte) error {
+		if status != want {
+			return fmt.Errorf("status %d", status)
+		}
+		if contains != nil {
+			if s := contains(); !bytes.Contains(body, []byte(s)) {
+				return fmt.Errorf("response lacks %q", s)
+			}
+		}
+		return nil
+	}
+}
+
+// newH1Caller makes the HTTP/1.1 JSON requests with the lean client: the
+// same requests as bench/wrk.lua.
+func newH1Caller(o options, p *h1pool, ids []string, nonce string) (caller, error) {
+	pick := func(rng *rand.Rand) string { return ids[rng.IntN(len(ids))] }
+	switch o.proto {
+	case "rest":
+		return func(ctx context.Context, rng *rand.Rand) error {
+			id := pick(rng)
+			return p.do(ctx, "GET", "/users/"+id, "", nil, wantStatus(200, func() string { return id }))
+		}, nil
+	case "connect-json":
+		return func(ctx context.Context, rng *rand.Rand) error {
+			id := pick(rng)
+			return p.do(ctx, "POST", "/users.v1.UserService/GetUser", "application/json", []byte(`{"id":"`+id+`"}`),
+				wantStatus(200, func() string { return id }))
+		}, nil
+	case "connect-get":
+		return func(ctx context.Context, rng *rand.Rand) error {
+			id := pick(rng)
+			return p.do(ctx, "GET", "/users.v1.UserService/GetUser?encoding=json&message=%7B%22id%22%3A%22"+id+"%22%7D", "", nil,
+				wantStatus(200, func() string { return id }))
+		}, nil
+	case "rest-list":
+		path := "/users?page_size=50"
+		if o.token != "" {
+			path += "&page_token=" + url.QueryEscape(o.token)
+		}
+		return func(ctx context.Context, _ *rand.Rand) error {
+			return p.do(ctx, "GET", path, "", nil, wantStatus(200, nil))
+		}, nil
+	case "rest-create":
+		return func(ctx context.Context, _ *rand.Rand) error {
+			n := createSeq.Add(1)
+			body := `{"email":"r` + nonce + `-` + strconv.FormatInt(n, 10) + `@example.com","full_name":"Bench User"}`
+			return p.do(ctx, "POST", "/users", "application/json", []byte(body), wantStatus(201, nil))
+		}, nil
+	}
+	return nil, fmt.Errorf("-proto %s needs -h2 or is unknown", o.proto)
 }
 
 func newTransport(h2 bool, conc int) *http.Transport {
@@ -493,3 +561,5 @@ func readLines(path string) ([]string, error) {
 	}
 	return out, sc.Err()
 }
+
+func ioReadFull(r io.Reader, b []byte) (int, error) { return io.ReadFull(r, b) }

@@ -180,19 +180,22 @@ func main() {
 		}
 		p(n.label, tool, rpsAt(u, uok), rpsAt(pgCreate, havePGC), ratio, rv, cpuPerReq(u))
 	}
+	if rv, ok := one("river", nil); ok {
+		p("  River welcome jobs worked afterwards", "", rv.s("completed_per_s")+" jobs/s", "backlog "+rv.s("backlog"), "", "(RIVER_WORKERS="+rv.s("workers")+")")
+	}
 	p()
 
 	// Access log.
-	p("Access log (LOG_LEVEL=info)", "tool", "RPS off -> on", "change", "", "", "CPU us/req off -> on")
+	p("Access log (warn -> info, back to back)", "tool", "RPS off -> on", "change", "", "", "CPU us/req off -> on")
 	for _, n := range []struct{ entry, label string }{
 		{"rest-h1", "REST GET /users/{id}     HTTP/1.1"},
 		{"cproto-h2c", "Connect proto            h2c"},
 	} {
-		on, ok := one("accesslog", map[string]string{"entry": n.entry})
+		on, ok := one("accesslog", map[string]string{"entry": n.entry, "log": "info"})
 		if !ok {
 			continue
 		}
-		off, _ := one("get", map[string]string{"entry": n.entry, "target": "usersd", "conc": on.s("conc")})
+		off, _ := one("accesslog", map[string]string{"entry": n.entry, "log": "warn"})
 		change := "-"
 		if off.f("rps") > 0 {
 			change = fmt.Sprintf("%+.0f%%", (on.f("rps")/off.f("rps")-1)*100)
@@ -229,11 +232,22 @@ func main() {
 	p()
 
 	// Resources.
-	rss, _ := one("rss", nil)
+	var rss rec
+	var phases []string
+	for _, r := range find("rss", nil) {
+		if r.s("phase") == "" {
+			rss = r
+		} else {
+			phases = append(phases, fmt.Sprintf("%s %.0f", r.s("phase"), r.f("hwm_kb")/1024))
+		}
+	}
 	bin, _ := one("binary", nil)
 	p("Resources", "", "value", "", "", "target")
 	mib := rss.f("hwm_kb") / 1024
 	p("usersd peak RSS (max VmHWM of every usersd run)", "", fmt.Sprintf("%.1f MiB", mib), "", "", "<=64 MiB "+verdict(mib > 0 && mib <= 64))
+	if len(phases) > 0 {
+		p("  VmHWM after each phase, MiB", "", strings.Join(phases, ", "), "", "", "")
+	}
 	mb := bin.f("bytes") / 1e6
 	p("bin/usersd size (-trimpath -s -w)", "", fmt.Sprintf("%.1f MB (%.1f MiB)", mb, bin.f("bytes")/(1<<20)), "", "", "<=30 MB "+verdict(mb <= 30))
 	w.Flush()
