@@ -79,7 +79,7 @@ func TestSlowHeaderClients(t *testing.T) {
 		if !r.ok() {
 			t.Errorf("%s: normal request during the slow-client attack failed: %v", a.name, r)
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 2*time.Second {
 			slowNormal++
 			t.Errorf("%s: normal request took %s during the slow-client attack", a.name, d)
 		}
@@ -88,11 +88,14 @@ func TestSlowHeaderClients(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d normal request rounds served during the attack", normal)
 
-	early, late := 0, 0
+	early, late, failed := 0, 0, 0
 	for i, r := range results {
 		switch {
 		case r.err != nil:
-			t.Errorf("slow connection %d: %v", i, r.err)
+			failed++
+			if failed <= 3 {
+				t.Errorf("slow connection %d: %v", i, r.err)
+			}
 		case r.lived < readHeaderTimeout-time.Second:
 			early++
 			if early <= 3 {
@@ -105,8 +108,8 @@ func TestSlowHeaderClients(t *testing.T) {
 			}
 		}
 	}
-	if early+late > 0 {
-		t.Errorf("%d of %d slow connections closed too early, %d too late", early, slow, late)
+	if early+late+failed > 0 {
+		t.Errorf("of %d slow connections %d closed too early, %d too late, %d never", slow, early, late, failed)
 	}
 }
 
