@@ -42,6 +42,9 @@ OUT=bench/out
 mkdir -p "$OUT"
 RES=$OUT/results.txt
 : >"$RES"
+RAW=$OUT/raw # every tool's own output: time-tool-mode-conc|rate-port.txt
+rm -rf "$RAW"
+mkdir -p "$RAW"
 T_START=$(date +%s)
 
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T_START)) "$*" >&2; }
@@ -181,7 +184,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Prints "rps=.. ok=.. errors=.. total=.. ticks=.. p50=.. p99=.." (ms).
 run_tool() {
   local tool=$1 mode=$2 port=$3 pid=$4 n=$5 ids=$6 extra=${7:-}
-  local t0 t1 out="$WORK/tool.out"
+  local t0 t1 out="$RAW/$(date +%H%M%S)-$tool-$mode-$n-$port.txt"
   t0=$(ticks "$pid")
   case $tool in
   wrk)
@@ -215,7 +218,7 @@ run_tool() {
     timeout $((DUR + 60)) "$WORK/load" "$tool" -url "http://127.0.0.1:$port" -proto "$mode" $arg \
       -conns "$H2CONNS" -d "${DUR}s" -ids "$ids" $extra >"$out" 2>"$WORK/load.err" || true
     t1=$(ticks "$pid")
-    jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms)"' "$out" 2>/dev/null ||
+    jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms) lag99=\(.lag_p99_ms // 0)"' "$out" 2>/dev/null ||
       { cat "$WORK/load.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
     ;;
   esac
@@ -249,6 +252,26 @@ pgbench_run() { # pgbench_run SECTION SCRIPT CLIENTS [-D ...]
   local r="rps=${tps:-0} ok=${ok:-0} errors=${failed:-0}"
   echo "$section entry=pgbench target=pgbench tool=pgbench conc=$c $r" >>"$RES"
   log "$section pgbench c=$c: $r"
+}
+
+# profile NAME CONC PROTO IDS: 10 s CPU and allocation profiles of usersd
+# under bench/load closed-loop load, with pprof -top summaries.
+profile() {
+  local name=$1 c=$2 proto=$3 ids=$4 cpid
+  log "profiling usersd: $name ($proto, c=$c)"
+  "$WORK/load" closed -url "http://127.0.0.1:$PORT" -proto "$proto" -c "$c" -conns "$H2CONNS" -d 13s -ids "$ids" >/dev/null 2>&1 &
+  LOAD_PID=$!
+  sleep 1.5
+  curl -sf -o "$OUT/$name-cpu.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=10" &
+  cpid=$!
+  curl -sf -o "$OUT/$name-allocs.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/allocs?seconds=10" || log "allocs profile failed"
+  wait "$cpid" || log "cpu profile failed"
+  wait "$LOAD_PID" || true
+  LOAD_PID=
+  go tool pprof -top -nodecount=40 "$OUT/$name-cpu.pprof" >"$OUT/$name-cpu-top.txt" 2>/dev/null || true
+  go tool pprof -top -cum -nodecount=80 "$OUT/$name-cpu.pprof" >"$OUT/$name-cpu-cum.txt" 2>/dev/null || true
+  go tool pprof -top -sample_index=alloc_space -nodecount=40 "$OUT/$name-allocs.pprof" >"$OUT/$name-allocs-top.txt" 2>/dev/null || true
+  go tool pprof -top -sample_index=alloc_objects -nodecount=40 "$OUT/$name-allocs.pprof" >"$OUT/$name-allocs-objects-top.txt" 2>/dev/null || true
 }
 
 warm() { # warm PROTO PORT IDS: two seconds of load, not measured
@@ -287,38 +310,30 @@ for e in $ENTRIES; do
   sweep get "$entry" bare "$tool" "$mode" "$BARE_PORT" "$BARE_PID" "$IDS"
 done
 note_rss peak
-stop_pid "$BARE_PID"
-BARE_PID=
 
-# p50/p99 at half the peak, open loop, every entry point of usersd.
+# p50/p99 at half the peak, open loop, every entry point of usersd; the bare
+# handler at the same rate shows what the machine and the generator alone
+# give.
 for e in $ENTRIES; do
   IFS=: read -r entry _ _ lproto <<<"$e"
   rate=$(awk -v p="${PEAK[$entry]}" 'BEGIN {r = int(p / 2); print (r < 100 ? 100 : r)}')
   r=$(run_tool open "$lproto" "$PORT" "$USERSD_PID" "$rate" "$IDS")
   echo "latency entry=$entry target=usersd tool=load rate=$rate $r" >>"$RES"
-  log "latency $entry @ $rate rps: $r"
+  log "latency $entry usersd @ $rate rps: $r"
+  r=$(run_tool open "$lproto" "$BARE_PORT" "$BARE_PID" "$rate" "$IDS")
+  echo "latency entry=$entry target=bare tool=load rate=$rate $r" >>"$RES"
+  log "latency $entry bare @ $rate rps: $r"
 done
 note_rss latency
+stop_pid "$BARE_PID"
+BARE_PID=
 
 for c in $PG_CONCS; do pgbench_run get bench/sql/get.pgbench "$c" -D nusers=100000; done
 
 if [ "$PROFILE" = 1 ]; then
   c=${PEAKC[cproto-h2c]:-32}
   [ "$c" = 0 ] && c=32
-  log "profiling usersd under Connect-proto GetUser load (c=$c)"
-  "$WORK/load" closed -url "http://127.0.0.1:$PORT" -proto connect-proto -c "$c" -conns "$H2CONNS" -d 13s -ids "$IDS" >/dev/null 2>&1 &
-  LOAD_PID=$!
-  sleep 1
-  curl -sf -o "$OUT/cpu.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=10" &
-  cpid=$!
-  curl -sf -o "$OUT/allocs.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/allocs?seconds=10" || log "allocs profile failed"
-  wait "$cpid" || log "cpu profile failed"
-  wait "$LOAD_PID" || true
-  LOAD_PID=
-  go tool pprof -top -nodecount=35 "$OUT/cpu.pprof" >"$OUT/cpu-top.txt" 2>/dev/null || true
-  go tool pprof -top -cum -nodecount=60 "$OUT/cpu.pprof" >"$OUT/cpu-cum.txt" 2>/dev/null || true
-  go tool pprof -top -sample_index=alloc_space -nodecount=30 "$OUT/allocs.pprof" >"$OUT/allocs-top.txt" 2>/dev/null || true
-  go tool pprof -top -sample_index=alloc_objects -nodecount=30 "$OUT/allocs.pprof" >"$OUT/allocs-objects-top.txt" 2>/dev/null || true
+  profile getuser "$c" connect-proto "$IDS"
 fi
 
 # The access log's cost: the same run back to back with LOG_LEVEL=warn and
@@ -386,6 +401,8 @@ IFS='|' read -r done1 backlog1 < <(psqlq -At -c "$q")
 echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN {printf "%.0f", (b - a) / d}') backlog=$backlog1 workers=10" >>"$RES"
 log "river: $((done1 - done0)) welcome jobs completed in $DUR s; backlog $backlog1"
 
+[ "$PROFILE" = 1 ] && profile createuser 8 rest-create ""
+
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
 echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK)" >>"$RES"
@@ -393,8 +410,12 @@ echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ]; then
   echo
-  echo "CPU profile (bench/out/cpu.pprof), flat:"; sed -n '1,30p' "$OUT/cpu-top.txt"
-  echo; echo "CPU profile, cumulative:"; sed -n '6,45p' "$OUT/cpu-cum.txt"
-  echo; echo "Allocations (bench/out/allocs.pprof), alloc_space:"; sed -n '1,25p' "$OUT/allocs-top.txt"
+  echo "GetUser, Connect proto: CPU profile (bench/out/getuser-cpu.pprof), flat:"
+  sed -n '1,30p' "$OUT/getuser-cpu-top.txt"
+  echo
+  echo "GetUser, Connect proto: allocations (bench/out/getuser-allocs.pprof), alloc_space:"
+  sed -n '1,25p' "$OUT/getuser-allocs-top.txt"
+  echo
+  echo "(cumulative views and CreateUser REST profiles: bench/out/*-cpu-cum.txt, bench/out/createuser-*)"
 fi
 log "done in $(($(date +%s) - T_START)) s"

@@ -109,6 +109,11 @@ type result struct {
 	P90ms     float64        `json:"p90_ms"`
 	P99ms     float64        `json:"p99_ms"`
 	MaxMs     float64        `json:"max_ms"`
+	// LagP99ms is how late (p99) the open loop got a request going after
+	// its scheduled time: the generator's own delay, which is part of the
+	// latencies above. A large one means the numbers say more about the
+	// machine than about the server.
+	LagP99ms  float64        `json:"lag_p99_ms,omitempty"`
 	ErrorKind map[string]int `json:"error_kinds,omitempty"`
 }
 
@@ -366,6 +371,7 @@ func httpDo(ctx context.Context, hc *http.Client, method, u, ctype, body string,
 type recorder struct {
 	mu      sync.Mutex
 	lat     []time.Duration
+	lag     []time.Duration
 	ok      int64
 	errs    int64
 	dropped int64
@@ -411,6 +417,10 @@ func (r *recorder) result(mode, proto string, secs float64) result {
 		res.MaxMs = float64(r.lat[len(r.lat)-1].Microseconds()) / 1000
 	}
 	res.Total = completed.Load()
+	if len(r.lag) > 0 {
+		slices.Sort(r.lag)
+		res.LagP99ms = float64(r.lag[min(len(r.lag)-1, len(r.lag)*99/100)].Microseconds()) / 1000
+	}
 	return res
 }
 
@@ -485,6 +495,12 @@ func openLoop(o options, calls []caller) result {
 		go func() {
 			defer wg.Done()
 			defer inflight.Add(-1)
+			if measured {
+				lag := time.Since(due)
+				rec.mu.Lock()
+				rec.lag = append(rec.lag, lag)
+				rec.mu.Unlock()
+			}
 			rng := rand.New(rand.NewPCG(uint64(i), seed))
 			ctx, cancel := context.WithDeadline(context.Background(), due.Add(o.timeout))
 			err := calls[i%len(calls)](ctx, rng)

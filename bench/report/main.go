@@ -122,7 +122,7 @@ func main() {
 
 	// GetUser.
 	pgGet, havePG := best(find("get", map[string]string{"target": "pgbench"}))
-	p("GetUser, 100k users", "tool", "usersd RPS @c", "bare RPS @c", "R_overhead", ">=0.90", "usersd CPU us/req", "bare CPU us/req", "R_db", "p50 / p99 ms @ half peak", "p99<=5ms")
+	p("GetUser, 100k users", "tool", "usersd RPS @c", "bare RPS @c", "R_overhead", ">=0.90", "usersd CPU us/req", "bare CPU us/req", "R_db", "usersd p50 / p99 ms @ half peak", "p99<=5ms", "bare p50 / p99 same rate", "gen lag p99")
 	names := []struct{ entry, label string }{
 		{"rest-h1", "REST GET /users/{id}     HTTP/1.1"},
 		{"cjson-h1", "Connect JSON POST        HTTP/1.1"},
@@ -146,15 +146,22 @@ func main() {
 		if uok && havePG {
 			rdb = fmt.Sprintf("%.2f", u.f("rps")/pgGet.f("rps"))
 		}
-		lat, lv := "-", "-"
-		if l, ok := one("latency", map[string]string{"entry": n.entry}); ok {
+		lat, lv, blat, lag := "-", "-", "-", "-"
+		if l, ok := one("latency", map[string]string{"entry": n.entry, "target": "bare"}); ok {
+			blat = fmt.Sprintf("%.2f / %.2f", l.f("p50"), l.f("p99"))
+			if l.f("errors") > 0 {
+				blat += fmt.Sprintf(" (%s errors)", l.s("errors"))
+			}
+		}
+		if l, ok := one("latency", map[string]string{"entry": n.entry, "target": "usersd"}); ok {
+			lag = fmt.Sprintf("%.2f ms", l.f("lag99"))
 			lat = fmt.Sprintf("%.2f / %.2f @ %s/s", l.f("p50"), l.f("p99"), l.s("rate"))
 			if l.f("errors") > 0 {
 				lat += fmt.Sprintf(" (%s errors)", l.s("errors"))
 			}
 			lv = verdict(l.f("p99") <= 5 && l.f("errors") == 0)
 		}
-		p(n.label, tool, rpsAt(u, uok), rpsAt(b, bok), ratio, rv, cpuPerReq(u), cpuPerReq(b), rdb, lat, lv)
+		p(n.label, tool, rpsAt(u, uok), rpsAt(b, bok), ratio, rv, cpuPerReq(u), cpuPerReq(b), rdb, lat, lv, blat, lag)
 	}
 	if havePG {
 		p("pgbench SELECT by id (-M prepared)", "pgbench", "", rpsAt(pgGet, true)+" TPS", "", "", "", "", "= 1", "", "")
