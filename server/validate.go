@@ -128,7 +128,8 @@ func decodePageToken(tok string) (uuid.UUID, error) {
 	if tokenEncoding.DecodedLen(len(tok)) != len(id) {
 		return id, fieldError("page_token", "is not a token this server issued")
 	}
-	if _, err := tokenEncoding.Strict().Decode(id[:], []byte(tok)); err != nil || id == uuid.Nil {
+	// The decoder skips CR and LF; only the canonical encoding is a token.
+	if _, err := tokenEncoding.Strict().Decode(id[:], []byte(tok)); err != nil || id == uuid.Nil || encodePageToken(id) != tok {
 		return uuid.Nil, fieldError("page_token", "is not a token this server issued")
 	}
 	return id, nil
