@@ -110,8 +110,12 @@ func main() {
 }
 
 func (a *app) get(ctx context.Context, id uuid.UUID) (user, error) {
+	// The id goes to pgx as a [16]byte, which its uuid codec encodes in
+	// binary directly; a uuid.UUID would go through driver.Valuer: a string,
+	// a failed binary encode that builds an error with fmt, a text scan and
+	// a second encode.
 	var u user
-	err := a.pool.QueryRow(ctx, getSQL, id).Scan(&u.id, &u.email, &u.fullName, &u.createdAt, &u.welcomed)
+	err := a.pool.QueryRow(ctx, getSQL, [16]byte(id)).Scan((*[16]byte)(&u.id), &u.email, &u.fullName, &u.createdAt, &u.welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, errNotFound
 	}

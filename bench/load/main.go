@@ -468,7 +468,7 @@ func openLoop(o options, calls []caller) result {
 	total := o.warmup + o.duration
 	start := time.Now().Add(10 * time.Millisecond)
 	measureFrom := start.Add(o.warmup)
-	const maxInFlight = 4096
+	const maxInFlight = 1024 // beyond this the server is overloaded: count drops
 	var inflight atomic.Int64
 	var wg sync.WaitGroup
 	seed := uint64(start.UnixNano())
