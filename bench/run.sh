@@ -3,30 +3,38 @@
 # baselines, on a throwaway local PostgreSQL, in one run; prints one table
 # and saves it to bench/out/report.txt.
 #
-# What it does (each measurement BENCH_DURATION seconds, default 5):
-#   build usersd with release flags (make build), the bare handler and the
-#   load generator; init a fresh PostgreSQL (scripts/pgcluster.sh --fast:
-#   fsync, synchronous_commit and full_page_writes off; shared_buffers 256MB);
+# What it does (each measurement BENCH_DURATION seconds, default 5; about
+# 7 minutes in all):
+#   build usersd with release flags (make build), the bare handler
+#   (bench/bare) and the load generator (bench/load); ghz once into
+#   bench/.bin; init a fresh PostgreSQL (scripts/pgcluster.sh --fast: fsync,
+#   synchronous_commit and full_page_writes off; plus shared_buffers 256MB);
 #   usersd migrate; seed users with deterministic UUIDv7 ids (bench/sql).
-#   1. 10,000 users: GetUser p50 at a fixed rate (scale reference).
-#   2. 100,000 users: peak RPS of GetUser per entry point (sweep of
+#   1. 10,000 users: GetUser p50 at BENCH_SCALE_RATE (the scale reference).
+#   2. 100,000 users: peak RPS of GetUser per entry point (sweep over
 #      BENCH_CONCS connections/streams) for usersd and the bare handler:
 #      REST GET, Connect JSON POST, Connect GET (wrk, HTTP/1.1), gRPC (ghz,
-#      h2c), Connect proto (bench/load, h2c); p50/p99 at half the peak rate
-#      (bench/load open loop); CPU time per request and peak RSS of usersd;
-#      pgbench SELECT; the access log's cost (LOG_LEVEL=info once);
-#      CreateUser over REST (wrk) and Connect proto (bench/load) against
-#      pgbench running the same transaction (bench/sql/create.pgbench).
-#   3. 1,000,000 users: GetUser p50 at the same fixed rate; ListUsers page 1
-#      vs page 1000 (REST GET /users with page_token).
+#      h2c), Connect proto (bench/load, h2c); CPU time per request (utime +
+#      stime of the server from /proc); p50/p99 at half the peak rate,
+#      open loop (bench/load), usersd and bare at the same rate; pgbench
+#      running the same SELECT; the access log's cost (LOG_LEVEL=info vs
+#      warn, back to back); optional pprof capture.
+#   3. 1,000,000 users: GetUser p50 at BENCH_SCALE_RATE; ListUsers page 1 vs
+#      page 1000 (REST GET /users?page_token=..., token found by walking).
+#   4. back to 100,000 users: CreateUser over REST (wrk) and Connect proto
+#      (bench/load) against pgbench running the same transaction
+#      (bench/sql/create.pgbench); River's welcome-job throughput.
+#   usersd's peak RSS is the largest VmHWM over every usersd process.
 #
 # Environment:
 #   BENCH_DURATION=5       seconds per measurement
 #   BENCH_CONCS="8 32 64"  HTTP connections / HTTP/2 streams swept for peak RPS
 #   BENCH_PG_CONCS="4 8 20" pgbench clients swept (usersd's pool is 20)
 #   BENCH_SCALE_RATE=1000  requests/s of the 10k-vs-1M p50 comparison
-#   BENCH_PROFILE=1        also capture a 10 s CPU and allocation profile of
-#                          usersd under GetUser Connect-proto load
+#   BENCH_PROFILE=1        also capture 10 s CPU and allocation profiles of
+#                          usersd (PPROF_BIND) under GetUser Connect-proto
+#                          load, and under CreateUser REST load at the end,
+#                          into bench/out/, with go tool pprof -top summaries
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 set -euo pipefail
 
