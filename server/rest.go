@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -125,7 +127,11 @@ func decodeCreate(body io.Reader, req *usersv1.CreateUserRequest) error {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return errTooLarge
 		}
-		return fmt.Errorf("read body: %w", err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("read body: %w: %w", context.DeadlineExceeded, err)
+		}
+		// The client went away mid-body.
+		return fmt.Errorf("read body: %w: %w", context.Canceled, err)
 	}
 	return decodeCreateJSON(b, req)
 }

@@ -1,7 +1,10 @@
 package server_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -147,4 +150,49 @@ func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 {
 		r.code = code
 	}
+}
+
+// TestSlowBody: a client that trickles its body is cut off after the
+// request timeout, on REST and Connect, and never gets a 500.
+func TestSlowBody(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t, store.Config{MaxConns: 2})
+	log := logtest.New(t)
+	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: time.Second})
+	srv := server.NewHTTPServer(h, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	for _, path := range []string{"/users", "/users.v1.UserService/CreateUser"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"em", path)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		elapsed := time.Since(start)
+		c.Close()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusInternalServerError || resp.StatusCode < 400 {
+				t.Errorf("%s: status %d for a trickled body", path, resp.StatusCode)
+			}
+		}
+		if elapsed > 5*time.Second {
+			t.Errorf("%s: a stalled body held the request %v, want about the 1s request timeout", path, elapsed)
+		}
+		t.Logf("%s: %v after %v", path, statusOf(resp, err), elapsed)
+	}
+}
+
+func statusOf(resp *http.Response, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return resp.Status
 }

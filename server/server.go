@@ -102,7 +102,17 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 		mux.Handle("/", webHandler(opts.WebDir))
 	}
 
-	return withAccessLog(log, withCORS(opts.CORSOrigins, mux)), nil
+	return withAccessLog(log, withReadDeadline(timeout, withCORS(opts.CORSOrigins, mux))), nil
+}
+
+// withReadDeadline bounds reading the request body by the request timeout,
+// so a client trickling its body cannot hold a handler forever (the
+// request's context deadline only starts once the body is read).
+func withReadDeadline(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // withTimeout gives a REST request the same server-side deadline as an RPC.

@@ -80,7 +80,9 @@ func (db *DB) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: acquire connection: %w", ErrUnavailable, err)
+		// %v: the pool's error is often the acquire timeout's
+		// DeadlineExceeded, which must not read as the request's deadline.
+		return nil, fmt.Errorf("%w: acquire connection: %v", ErrUnavailable, err)
 	}
 	return conn, nil
 }
@@ -92,7 +94,7 @@ func (db *DB) Ping(ctx context.Context) error {
 		return err
 	}
 	defer conn.Release()
-	return classify(conn.Ping(ctx))
+	return classify(ctx, conn.Ping(ctx))
 }
 
 // InTx runs fn in a transaction on a connection acquired with the bounded
@@ -103,5 +105,5 @@ func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		return err
 	}
 	defer conn.Release()
-	return classify(pgx.BeginFunc(ctx, conn, fn))
+	return classify(ctx, pgx.BeginFunc(ctx, conn, fn))
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -22,14 +23,18 @@ var (
 const emailKey = "users_email_lower_key"
 
 // classify turns a driver error into a domain error, by SQLSTATE and
-// constraint name, never by message text. Context errors pass through so
-// callers can tell a deadline from an outage.
-func classify(err error) error {
+// constraint name, never by message text. When ctx has ended, the error is
+// the context's (a deadline or a cancellation, whatever PostgreSQL said
+// about the cancelled statement), so callers can tell it from an outage.
+func classify(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return err
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 		switch {

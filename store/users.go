@@ -96,7 +96,7 @@ func (s *Users) get(ctx context.Context, id uuid.UUID) (User, bool, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, false, ErrNotFound
 	}
-	return u, welcomed, classify(err)
+	return u, welcomed, classify(ctx, err)
 }
 
 // List returns up to limit users older than the user with id before (all
@@ -120,7 +120,7 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 			`SELECT id, email, full_name, created_at FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit+1)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("list users: %w", classify(err))
+		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
 	}
 	users := make([]User, 0, limit+1)
 	var u User
@@ -129,7 +129,7 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("list users: %w", classify(err))
+		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
 	}
 	if len(users) > limit {
 		return users[:limit], true, nil
@@ -141,7 +141,7 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 // sent.
 func (s *Users) MarkWelcomedTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
 	if _, err := tx.Exec(ctx, `UPDATE users SET welcomed_at = now() WHERE id = $1`, id); err != nil {
-		return fmt.Errorf("mark welcomed: %w", classify(err))
+		return fmt.Errorf("mark welcomed: %w", classify(ctx, err))
 	}
 	return nil
 }

@@ -261,7 +261,13 @@ func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Ser
 // newRiverClient builds the River client on the shared pool. With
 // RIVER_WORKERS=0 it only inserts jobs.
 func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.WelcomeWorker, tel *telemetry) (*river.Client[pgx.Tx], error) {
-	rc := &river.Config{Logger: log, Middleware: tel.riverMiddleware()}
+	rc := &river.Config{
+		Logger:     log,
+		Middleware: tel.riverMiddleware(),
+		// A job whose outcome could not be recorded (say, PostgreSQL went
+		// away) is retried after this, not after River's default hour.
+		RescueStuckJobsAfter: 5 * time.Minute,
+	}
 	if cfg.RiverWorkers > 0 {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, welcome)
