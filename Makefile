@@ -20,11 +20,11 @@ test-go:
 
 ## test-faults: fault-injection tests against the built binary
 test-faults: build
-	@if [ -d test/faults ]; then $(GO) test -count=1 -timeout 10m -tags faults ./test/faults/...; fi
+	$(GO) test -count=1 -timeout 10m -tags faults ./test/faults/...
 
 ## test-web: Node and browser tests of the web client against a live usersd
 test-web: build web
-	@if [ -x web-client/scripts/test.sh ]; then web-client/scripts/test.sh; fi
+	web-client/scripts/test.sh
 
 ## build: the usersd binary in bin/, with release flags
 build:
@@ -32,16 +32,16 @@ build:
 
 ## web: build the demo page into web-client/dist
 web: web-client/node_modules/.package-lock.json
-	@if grep -q '"build"' web-client/package.json; then cd web-client && npm run build; fi
+	cd web-client && npm run build
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@if [ -x scripts/fuzz.sh ]; then FUZZTIME=$(FUZZTIME) scripts/fuzz.sh; fi
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 ## bench: load benchmarks against bare baselines; prints one table
 bench:
-	@if [ -x bench/run.sh ]; then bench/run.sh; fi
+	bench/run.sh
 
 web-client/node_modules/.package-lock.json: web-client/package.json web-client/package-lock.json
 	cd web-client && npm ci --no-audit --no-fund
@@ -61,6 +61,7 @@ lint:
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./test/faults/...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
