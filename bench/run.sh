@@ -36,6 +36,9 @@
 #                          load, and under CreateUser REST load at the end,
 #                          into bench/out/, with go tool pprof -top summaries
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
+#   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
+#   BENCH_PHASES="1 2 3 4" the phases above to run (e.g. "2" while working on
+#                          the GetUser hot path)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,8 +48,10 @@ CONCS=${BENCH_CONCS:-"8 32 64"}
 PG_CONCS=${BENCH_PG_CONCS:-"4 8 20"}
 SCALE_RATE=${BENCH_SCALE_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-0}
+PHASES=${BENCH_PHASES:-"1 2 3 4"}
+want() { [[ " $PHASES " == *" $1 "* ]]; }
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
-OUT=bench/out
+OUT=${BENCH_OUT:-bench/out}
 mkdir -p "$OUT"
 RES=$OUT/results.txt
 : >"$RES"
@@ -300,21 +305,24 @@ note_rss() { # note_rss PHASE: usersd's VmHWM so far
 seed 1 10000
 ids_file 10000 "$WORK/ids10k"
 start_usersd warn
-warm connect-proto "$PORT" "$WORK/ids10k"
-r=$(run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids10k")
-echo "scale entry=users10k target=usersd tool=load rate=$SCALE_RATE $r" >>"$RES"
-log "scale 10k users @ $SCALE_RATE rps: $r"
+if want 1; then
+  warm connect-proto "$PORT" "$WORK/ids10k"
+  r=$(run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids10k")
+  echo "scale entry=users10k target=usersd tool=load rate=$SCALE_RATE $r" >>"$RES"
+  log "scale 10k users @ $SCALE_RATE rps: $r"
+fi
 
 # =========================== 2. 100,000 users ================================
 seed 10001 100000
 ids_file 100000 "$WORK/ids"
 IDS=$WORK/ids
+declare -A PEAK PEAKC
+if want 2; then
 start_bare
 
 # entry point : wrk mode or load protocol : peak tool : load protocol of the
 # constant-rate phase
 ENTRIES="rest-h1:rest:wrk:rest cjson-h1:cjson:wrk:connect-json cget-h1:cget:wrk:connect-get grpc-h2c:grpc:ghz:grpc cproto-h2c:connect-proto:closed:connect-proto"
-declare -A PEAK PEAKC
 for e in $ENTRIES; do
   IFS=: read -r entry mode tool _ <<<"$e"
   sweep get "$entry" usersd "$tool" "$mode" "$PORT" "$USERSD_PID" "$IDS"
@@ -370,8 +378,10 @@ done
 note_rss accesslog-on
 stop_usersd
 start_usersd warn
+fi # phase 2
 
 # =========================== 3. 1,000,000 users ==============================
+if want 3; then
 seed 100001 1000000
 ids_file 1000000 "$WORK/ids1m"
 warm connect-proto "$PORT" "$WORK/ids1m"
@@ -395,8 +405,10 @@ for p in 1 1000; do
   log "ListUsers page $p @ 500 rps: $r"
 done
 note_rss list
+fi # phase 3
 
 # =========================== 4. CreateUser, 100,000 users =====================
+if want 4; then
 psqlq -c "TRUNCATE users, river_job" >/dev/null
 seed 1 100000
 # Welcome jobs are worked by usersd's River in the background, as in
@@ -414,6 +426,7 @@ echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN
 log "river: $((done1 - done0)) welcome jobs completed in $DUR s; backlog $backlog1"
 
 [ "$PROFILE" = 1 ] && profile createuser 8 rest-create ""
+fi # phase 4
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
