@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -26,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/internal/smtptest"
 )
 
@@ -70,85 +69,14 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// process is usersd running as a subprocess.
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *syncBuffer
-	done chan error
-}
-
-// start runs usersd with env on a free port and waits until it listens.
-func start(t *testing.T, env ...string) *process {
-	t.Helper()
-	cmd := exec.Command(binary(t))
-	cmd.Env = append([]string{"BIND=127.0.0.1:0", "PATH=" + os.Getenv("PATH")}, env...)
-	cmd.Dir = t.TempDir() // no stray .env
-	p := &process{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = p.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			p.logs.Write([]byte(line + "\n"))
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "usersd listening" {
-				addr <- strings.TrimPrefix(rec.Addr, "http://")
-			}
-		}
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("usersd output:\n%s", p.logs.String())
-		}
-	})
-	select {
-	case p.addr = <-addr:
-	case err := <-p.done:
-		t.Fatalf("usersd exited before listening: %v\n%s", err, p.logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("usersd did not listen within 30s\n%s", p.logs.String())
-	}
-	return p
-}
-
 // wait returns usersd's exit code, failing after limit.
-func (p *process) wait(t *testing.T, limit time.Duration) int {
+func wait(t *testing.T, p *proctest.Process, limit time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(limit):
+	code, exited := p.Wait(limit)
+	if !exited {
 		t.Fatalf("usersd still running %v after SIGTERM", limit)
-		return -1
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return code
 }
 
 // TestShutdownDrainsInFlight: SIGTERM while slow requests are in flight lets
@@ -156,8 +84,8 @@ func (s *syncBuffer) String() string {
 func TestShutdownDrainsInFlight(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.URL(t)
-	p := start(t, "DATABASE_URL="+dbURL, "SHUTDOWN_TIMEOUT=10s", "RIVER_WORKERS=1")
-	base := "http://" + p.addr
+	p := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "SHUTDOWN_TIMEOUT": "10s", "RIVER_WORKERS": "1"})
+	base := p.URL
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
 
@@ -201,13 +129,13 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	waitBlocked(t, locker, inflight)
 
 	sent := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// New connections are refused once the listener is closed.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		c, err := net.DialTimeout("tcp", p.Addr, time.Second)
 		if err != nil {
 			break
 		}
@@ -226,13 +154,13 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 			t.Errorf("in-flight request failed: %v", err)
 		}
 	}
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	if code := wait(t, p, 10*time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
 	if d := time.Since(sent); d > 10*time.Second {
 		t.Errorf("shutdown took %v, over SHUTDOWN_TIMEOUT", d)
 	}
-	if !strings.Contains(p.logs.String(), `"msg":"shutdown complete"`) {
+	if !strings.Contains(p.Output.String(), `"msg":"shutdown complete"`) {
 		t.Error("no shutdown complete line in the log")
 	}
 }
@@ -284,8 +212,10 @@ func TestShutdownKeepsRunningJob(t *testing.T) {
 			dbURL := dbtest.URL(t)
 			mail := smtptest.New(t)
 			mail.Delay(tc.smtpWait)
-			p := start(t, "DATABASE_URL="+dbURL, "SHUTDOWN_TIMEOUT="+tc.timeout, "SMTP_URL=smtp://"+mail.Addr)
-			resp, err := http.Post("http://"+p.addr+"/users", "application/json", strings.NewReader(`{"email":"job@example.com","full_name":"Job"}`))
+			p := proctest.Start(t, binary(t), map[string]string{
+				"DATABASE_URL": dbURL, "SHUTDOWN_TIMEOUT": tc.timeout, "SMTP_URL": "smtp://" + mail.Addr,
+			})
+			resp, err := http.Post(p.URL+"/users", "application/json", strings.NewReader(`{"email":"job@example.com","full_name":"Job"}`))
 			if err != nil || resp.StatusCode != http.StatusCreated {
 				t.Fatalf("create: %v %v", resp, err)
 			}
@@ -295,10 +225,10 @@ func TestShutdownKeepsRunningJob(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatal("the welcome job did not start")
 			}
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := p.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			if code := p.wait(t, 20*time.Second); code != 0 {
+			if code := wait(t, p, 20*time.Second); code != 0 {
 				t.Errorf("exit code %d, want 0", code)
 			}
 			conn, err := pgx.Connect(t.Context(), dbURL)
@@ -328,8 +258,8 @@ func TestShutdownKeepsRunningJob(t *testing.T) {
 func TestRiverUI(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.URL(t)
-	get := func(p *process, user, pass string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/riverui/", nil)
+	get := func(p *proctest.Process, user, pass string) int {
+		req, _ := http.NewRequest(http.MethodGet, p.URL+"/riverui/", nil)
 		if user != "" {
 			req.SetBasicAuth(user, pass)
 		}
@@ -340,11 +270,11 @@ func TestRiverUI(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	off := start(t, "DATABASE_URL="+dbURL, "RIVER_WORKERS=0")
+	off := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "RIVER_WORKERS": "0"})
 	if code := get(off, "admin", "x"); code != http.StatusNotFound {
 		t.Errorf("without RIVER_UI_PASSWORD: /riverui/ = %d, want 404", code)
 	}
-	on := start(t, "DATABASE_URL="+dbURL, "RIVER_WORKERS=0", "RIVER_UI_PASSWORD=s3cret")
+	on := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "RIVER_WORKERS": "0", "RIVER_UI_PASSWORD": "s3cret"})
 	for _, tc := range []struct {
 		user, pass string
 		want       int
@@ -390,10 +320,14 @@ func TestOTLPExport(t *testing.T) {
 	go func() { _ = collector.Serve(ln) }()
 	t.Cleanup(func() { _ = collector.Close() })
 
-	p := start(t, "DATABASE_URL="+dbtest.URL(t),
-		"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String(),
-		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=100")
-	resp, err := http.Post("http://"+p.addr+"/users.v1.UserService/CreateUser", "application/json",
+	p := proctest.Start(t, binary(t), map[string]string{
+		"DATABASE_URL":                dbtest.URL(t),
+		"OTEL_TRACES_EXPORTER":        "otlp",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + ln.Addr().String(),
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		"OTEL_BSP_SCHEDULE_DELAY":     "100",
+	})
+	resp, err := http.Post(p.URL+"/users.v1.UserService/CreateUser", "application/json",
 		strings.NewReader(`{"email":"otlp@example.com","fullName":"Otlp"}`))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("create: %v %v", resp, err)
@@ -420,10 +354,10 @@ func TestOTLPExport(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.wait(t, 20*time.Second); code != 0 {
+	if code := wait(t, p, 20*time.Second); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/server"
 )
 
@@ -50,7 +51,7 @@ func TestTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &proctest.SyncBuffer{}
 	log := newLogger(cfg, logs)
 	a, err := newApp(t.Context(), cfg, log, tel)
 	if err != nil {

@@ -39,7 +39,7 @@ func TestClientDeadline(t *testing.T) {
 	u := startUsersd(t, dbURL, map[string]string{"DB_MAX_CONNS": "12", "REQUEST_TIMEOUT": "2s",
 		// No workers: the welcome worker reads users and would block on the lock too.
 		"RIVER_WORKERS": "0"})
-	apis := allAPIs(t, u.base)
+	apis := allAPIs(t, u.URL)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	r := apis[0].create(ctx, newUser("deadline-seed"))
@@ -121,7 +121,7 @@ func TestClientDeadline(t *testing.T) {
 		wg.Go(func() {
 			email := fmt.Sprintf("deadline-header-%d-%s@example.com", ms, uuid.NewString())
 			emails.Store(email, "connect header")
-			status, code := rawConnect(t, hc, u.base, usersv1connect.UserServiceCreateUserProcedure,
+			status, code := rawConnect(t, hc, u.URL, usersv1connect.UserServiceCreateUserProcedure,
 				fmt.Sprintf(`{"email":%q,"fullName":"Header Deadline"}`, email), map[string]string{"Connect-Timeout-Ms": fmt.Sprint(ms)})
 			if status != http.StatusGatewayTimeout || code != "deadline_exceeded" {
 				t.Errorf("Connect-Timeout-Ms: %d: status %d code %q, want 504 deadline_exceeded", ms, status, code)
@@ -132,7 +132,7 @@ func TestClientDeadline(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		start := time.Now()
-		rest := restAPIs(t, u.base)[0]
+		rest := restAPIs(t, u.URL)[0]
 		req := newUser("deadline-rest-server")
 		emails.Store(req.Email, "rest server timeout")
 		r := rest.create(ctx, req)
@@ -146,7 +146,7 @@ func TestClientDeadline(t *testing.T) {
 	wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c := usersv1connect.NewUserServiceClient(hc, u.base, connect.WithGRPC())
+		c := usersv1connect.NewUserServiceClient(hc, u.URL, connect.WithGRPC())
 		req := newUser("deadline-grpc-server")
 		emails.Store(req.Email, "grpc server timeout")
 		_, err := c.CreateUser(ctx, connect.NewRequest(req))

@@ -15,15 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +31,7 @@ import (
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+	"github.com/acme/usersd/internal/proctest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -62,197 +61,32 @@ func usersdBinary(t testing.TB) string {
 	return p
 }
 
-// syncBuffer collects a child process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// usersd is one running bin/usersd.
-type usersd struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	addr   string // 127.0.0.1:port
-	base   string // http://addr
-	out    *syncBuffer
-	done   chan struct{} // closed when the process has exited
-	waitMu sync.Mutex
-	state  *os.ProcessState
-}
-
 // startUsersd runs bin/usersd on a free loopback port against dbURL with the
 // given extra environment, and waits until it is live and ready. The process
-// is stopped when the test ends; its output goes to the test log when the
-// test fails, and a "panic" in it fails the test.
-func startUsersd(t testing.TB, dbURL string, env map[string]string) *usersd {
+// is stopped with SIGTERM when the test ends; its output goes to the test log
+// when the test fails, and checkUsersdOutput may fail the test.
+func startUsersd(t testing.TB, dbURL string, env map[string]string) *proctest.Process {
 	t.Helper()
-	bin := usersdBinary(t)
-	var lastErr error
-	for range 3 { // a free port can be taken between probe and bind
-		u, err := tryStartUsersd(t, bin, dbURL, env)
-		if err == nil {
-			return u
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("usersd did not start: %v", lastErr)
-	return nil
+	full := map[string]string{"HOME": os.Getenv("HOME"), "DATABASE_URL": dbURL}
+	maps.Copy(full, env)
+	return proctest.Start(t, usersdBinary(t), full,
+		proctest.WaitReady(),
+		proctest.StopGracefully(25*time.Second),
+		proctest.CheckOutput(checkUsersdOutput))
 }
 
-func tryStartUsersd(t testing.TB, bin, dbURL string, env map[string]string) (*usersd, error) {
-	addr := freeAddr(t)
-	cmd := exec.Command(bin)
-	cmd.Dir = t.TempDir() // no stray .env
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + os.Getenv("HOME"),
-		"DATABASE_URL=" + dbURL,
-		"BIND=" + addr,
-		"LOG_FORMAT=json",
-		"LOG_LEVEL=info",
+// checkUsersdOutput fails the test when usersd logged a panic or answered
+// any request with an internal error.
+func checkUsersdOutput(t testing.TB, logs string) {
+	if strings.Contains(logs, "panic") {
+		t.Errorf("usersd logged a panic")
 	}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	// A client does not always see the server's answer (its own deadline may
+	// pass first), so check the server's side too: no error may map to
+	// internal.
+	if n := strings.Count(logs, `"msg":"internal error"`); n > 0 {
+		t.Errorf("usersd answered %d requests with internal errors (see \"internal error\" in its log)", n)
 	}
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	u := &usersd{t: t, cmd: cmd, addr: addr, base: "http://" + addr, out: out, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		u.waitMu.Lock()
-		u.state = cmd.ProcessState
-		u.waitMu.Unlock()
-		close(u.done)
-	}()
-	if err := u.waitReady(30 * time.Second); err != nil {
-		u.kill()
-		return nil, fmt.Errorf("%w\nusersd output:\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if !u.exited() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-u.done:
-			case <-time.After(25 * time.Second):
-				t.Errorf("usersd did not exit within 25s of SIGTERM; killing it")
-				u.kill()
-			}
-		}
-		logs := out.String()
-		if strings.Contains(logs, "panic") {
-			t.Errorf("usersd logged a panic")
-		}
-		// A client does not always see the server's answer (its own
-		// deadline may pass first), so check the server's side too: no
-		// error may map to internal.
-		if n := strings.Count(logs, `"msg":"internal error"`); n > 0 {
-			t.Errorf("usersd answered %d requests with internal errors (see \"internal error\" in its log)", n)
-		}
-		if t.Failed() {
-			t.Logf("usersd output (%s):\n%s", addr, logs)
-		}
-	})
-	return u, nil
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitReady polls /livez, then /healthz, until both answer 200.
-func (u *usersd) waitReady(timeout time.Duration) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(timeout)
-	for _, path := range []string{"/livez", "/healthz"} {
-		for {
-			if u.exited() {
-				return errors.New("usersd exited during start-up")
-			}
-			resp, err := c.Get(u.base + path)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("GET %s not 200 within %s (last: %v)", path, timeout, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	return nil
-}
-
-func (u *usersd) exited() bool {
-	select {
-	case <-u.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (u *usersd) kill() {
-	_ = u.cmd.Process.Kill()
-	select {
-	case <-u.done:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-// waitExit waits up to d for the process to exit and returns its state, or
-// nil when it did not exit in time.
-func (u *usersd) waitExit(d time.Duration) *os.ProcessState {
-	select {
-	case <-u.done:
-		u.waitMu.Lock()
-		defer u.waitMu.Unlock()
-		return u.state
-	case <-time.After(d):
-		return nil
-	}
-}
-
-// logs is everything usersd has written so far.
-func (u *usersd) logs() string { return u.out.String() }
-
-// logLines decodes usersd's JSON log lines.
-func (u *usersd) logLines() []map[string]any {
-	var lines []map[string]any
-	for l := range strings.SplitSeq(u.logs(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil {
-			lines = append(lines, m)
-		}
-	}
-	return lines
 }
 
 // HTTP clients.

@@ -26,6 +26,7 @@ import (
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/server"
 )
 
@@ -155,7 +156,7 @@ func (padJSON) Unmarshal(b []byte, v any) error {
 // testMessageSize: a message of exactly 64 KiB is served, one byte more is
 // resource_exhausted, over Connect JSON and proto, gRPC and gRPC-Web, on
 // HTTP/1.1 and h2c.
-func testMessageSize(t *testing.T, u *usersd) {
+func testMessageSize(t *testing.T, u *proctest.Process) {
 	for _, tc := range []struct {
 		size int
 		want connect.Code
@@ -163,7 +164,7 @@ func testMessageSize(t *testing.T, u *usersd) {
 		{maxMessageBytes, 0},
 		{maxMessageBytes + 1, connect.CodeResourceExhausted},
 	} {
-		for _, c := range connectSizeClients(t, u.base, tc.size) {
+		for _, c := range connectSizeClients(t, u.URL, tc.size) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			_, err := c.rpc.CreateUser(ctx, connect.NewRequest(c.request(t, tc.size)))
 			cancel()
@@ -181,8 +182,8 @@ func testMessageSize(t *testing.T, u *usersd) {
 
 // testRESTBodySize: a 1 MiB REST body (whitespace inside the object) is
 // served, one byte more is 413 too_large.
-func testRESTBodySize(t *testing.T, u *usersd) {
-	for _, a := range restAPIs(t, u.base) {
+func testRESTBodySize(t *testing.T, u *proctest.Process) {
+	for _, a := range restAPIs(t, u.URL) {
 		for _, tc := range []struct {
 			size int
 			want connect.Code
@@ -212,7 +213,7 @@ func testRESTBodySize(t *testing.T, u *usersd) {
 // testGzipBomb: a gzip-compressed message that is small on the wire but
 // expands far past the limit is resource_exhausted, and the server does not
 // inflate it into memory; one that expands to exactly the limit is served.
-func testGzipBomb(t *testing.T, u *usersd) {
+func testGzipBomb(t *testing.T, u *proctest.Process) {
 	const bomb = 48 << 20 // inflated size; deflate compresses it about 1000:1
 	// The compressed message must be under the limit, or the server would
 	// reject it before inflating anything and the test would prove nothing.
@@ -220,7 +221,7 @@ func testGzipBomb(t *testing.T, u *usersd) {
 		t.Fatalf("a %d-byte bomb compresses to %d bytes, not under the %d-byte limit", bomb, n, maxMessageBytes)
 	}
 	before := vmHWM(t, u)
-	for _, c := range connectSizeClients(t, u.base, maxMessageBytes, connect.WithSendGzip()) {
+	for _, c := range connectSizeClients(t, u.URL, maxMessageBytes, connect.WithSendGzip()) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		_, err := c.rpc.CreateUser(ctx, connect.NewRequest(c.request(t, maxMessageBytes)))
 		cancel()
@@ -228,7 +229,7 @@ func testGzipBomb(t *testing.T, u *usersd) {
 			t.Errorf("%s: gzip message inflating to exactly %d bytes: %v, want success", c.name, maxMessageBytes, err)
 		}
 	}
-	for _, c := range connectSizeClients(t, u.base, bomb, connect.WithSendGzip()) {
+	for _, c := range connectSizeClients(t, u.URL, bomb, connect.WithSendGzip()) {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		start := time.Now()
 		_, err := c.rpc.CreateUser(ctx, connect.NewRequest(c.request(t, bomb)))
@@ -258,9 +259,9 @@ func gzipSize(b []byte) int {
 }
 
 // vmHWM is the peak resident set size of usersd, in bytes.
-func vmHWM(t *testing.T, u *usersd) int {
+func vmHWM(t *testing.T, u *proctest.Process) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", u.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", u.Pid()))
 	if err != nil {
 		t.Fatalf("read usersd's /proc status: %v", err)
 	}
@@ -281,14 +282,14 @@ func vmHWM(t *testing.T, u *usersd) int {
 // headers past it (and past Go's parsing slack) get 431. The headers are
 // 1 KiB fields: Go's HTTP/2 server answers a single field longer than the
 // whole limit with a COMPRESSION_ERROR connection error instead of a 431.
-func testHeaderSize(t *testing.T, u *usersd) {
+func testHeaderSize(t *testing.T, u *proctest.Process) {
 	const field = 1 << 10
 	under := (maxHeaderBytes - 2<<10) / field
 	over := (maxHeaderBytes+headerSlack)/field + 1
 
 	// Go's HTTP/2 client will not send headers past the limit the server
 	// advertises; a proxy that hides the advertisement lets it try.
-	proxy := newSettingsProxy(t, u.addr)
+	proxy := newSettingsProxy(t, u.Addr)
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	h2Unlimited := newClient(t, &p)
@@ -300,9 +301,9 @@ func testHeaderSize(t *testing.T, u *usersd) {
 		fields int
 		want   int
 	}{
-		{"h1 under", h1Client(t), u.base, under, http.StatusOK},
-		{"h2c under", h2cClient(t), u.base, under, http.StatusOK},
-		{"h1 over", h1Client(t), u.base, over, http.StatusRequestHeaderFieldsTooLarge},
+		{"h1 under", h1Client(t), u.URL, under, http.StatusOK},
+		{"h2c under", h2cClient(t), u.URL, under, http.StatusOK},
+		{"h1 over", h1Client(t), u.URL, over, http.StatusRequestHeaderFieldsTooLarge},
 		{"h2c over", h2Unlimited, "http://" + proxy, over, http.StatusRequestHeaderFieldsTooLarge},
 	} {
 		for _, path := range []string{"/livez", "/users?page_size=1", usersv1connect.UserServiceListUsersProcedure} {
@@ -410,13 +411,13 @@ func filterSettings(dst io.Writer, src io.Reader) {
 
 // testPageSizeClamp: page_size=1000000 returns 100 users and a next page
 // token, on every entry point.
-func testPageSizeClamp(t *testing.T, u *usersd, dbURL string) {
+func testPageSizeClamp(t *testing.T, u *proctest.Process, dbURL string) {
 	conn := pgConn(t, dbURL)
 	if _, err := conn.Exec(t.Context(), `INSERT INTO users (id, email, full_name)
 		SELECT gen_random_uuid(), 'clamp-' || i || '@example.com', 'Clamp ' || i FROM generate_series(1, 150) i`); err != nil {
 		t.Fatalf("insert users: %v", err)
 	}
-	for _, a := range allAPIs(t, u.base) {
+	for _, a := range allAPIs(t, u.URL) {
 		for _, size := range []int32{1000000, 101, 0} {
 			want := maxPageSize
 			if size == 0 {
@@ -435,7 +436,7 @@ func testPageSizeClamp(t *testing.T, u *usersd, dbURL string) {
 		}
 	}
 	// A page size past int32 in the REST query is clamped as well.
-	for _, a := range restAPIs(t, u.base) {
+	for _, a := range restAPIs(t, u.URL) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		r := a.rest(ctx, http.MethodGet, "/users?page_size=99999999999", nil)
 		cancel()

@@ -51,8 +51,8 @@ func testOutage(t *testing.T, mode string) {
 		"SMTP_URL":           "smtp://" + mail.Addr,
 	})
 
-	l := startLoad(t, loadAPIs(t, u.base), 6, 50*time.Millisecond, 15*time.Second, 2*time.Minute)
-	h := startHealthLog(t, u.base, 200*time.Millisecond, 2*time.Minute)
+	l := startLoad(t, loadAPIs(t, u.URL), 6, 50*time.Millisecond, 15*time.Second, 2*time.Minute)
+	h := startHealthLog(t, u.URL, 200*time.Millisecond, 2*time.Minute)
 	time.Sleep(2 * time.Second)
 
 	stopBegan := time.Now()

@@ -28,7 +28,7 @@ func TestPoolExhaustion(t *testing.T) {
 		"REQUEST_TIMEOUT":    "30s",
 		"RIVER_WORKERS":      "0", // River would hold pool connections of its own
 	})
-	apis := loadAPIs(t, u.base)
+	apis := loadAPIs(t, u.URL)
 
 	locker := pgConn(t, dbURL)
 	tx, err := locker.Begin(t.Context())
@@ -136,7 +136,7 @@ wait:
 			t.Errorf("%s: call %d after the load stopped took %s", a.name, i, d)
 		}
 	}
-	if p := probeHealth(t.Context(), h2cClient(t), u.base); !p.serving() {
+	if p := probeHealth(t.Context(), h2cClient(t), u.URL); !p.serving() {
 		t.Errorf("health after the load stopped: /healthz %d, gRPC %v", p.healthz, p.grpc)
 	}
 }

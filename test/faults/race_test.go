@@ -26,7 +26,7 @@ func TestConcurrentSameEmail(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.URL(t)
 	u := startUsersd(t, dbURL, map[string]string{"DB_MAX_CONNS": "20", "RIVER_WORKERS": "2"})
-	apis := allAPIs(t, u.base)
+	apis := allAPIs(t, u.URL)
 	conn := pgConn(t, dbURL)
 
 	const n = 50

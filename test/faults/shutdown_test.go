@@ -41,7 +41,7 @@ func testShutdownInFlight(t *testing.T) {
 		"DB_MAX_CONNS":     "16",
 		"RIVER_WORKERS":    "2",
 	})
-	l := startLoad(t, loadAPIs(t, u.base), 6, 10*time.Millisecond, 30*time.Second, time.Minute)
+	l := startLoad(t, loadAPIs(t, u.URL), 6, 10*time.Millisecond, 30*time.Second, time.Minute)
 	time.Sleep(1500 * time.Millisecond)
 
 	// Hold the load's calls in flight: they block on the locked table.
@@ -63,20 +63,20 @@ func testShutdownInFlight(t *testing.T) {
 	})
 
 	sig := time.Now()
-	if err := u.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := u.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if u.exited() {
+	if u.Exited() {
 		t.Fatalf("usersd exited with calls in flight")
 	}
 	// New connections are refused.
-	if c, err := net.DialTimeout("tcp", u.addr, time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", u.Addr, time.Second); err == nil {
 		c.Close()
 		t.Errorf("a new connection was accepted after SIGTERM")
 	}
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	if resp, err := fresh.Get(u.base + "/livez"); err == nil {
+	if resp, err := fresh.Get(u.URL + "/livez"); err == nil {
 		resp.Body.Close()
 		t.Errorf("a new request was served after SIGTERM: %s", resp.Status)
 	}
@@ -86,20 +86,20 @@ func testShutdownInFlight(t *testing.T) {
 	if err := tx.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	st := u.waitExit(shutdownTimeout + 2*time.Second)
+	code, ok := u.Wait(shutdownTimeout + 2*time.Second)
 	exited := time.Now()
 	l.stopLoad()
 	switch {
-	case st == nil:
+	case !ok:
 		t.Fatalf("usersd still running %s after SIGTERM", time.Since(sig))
-	case st.ExitCode() != 0:
-		t.Errorf("usersd exited %d after SIGTERM, want 0", st.ExitCode())
+	case code != 0:
+		t.Errorf("usersd exited %d after SIGTERM, want 0", code)
 	case exited.Sub(sig) > shutdownTimeout:
 		t.Errorf("usersd took %s to exit, SHUTDOWN_TIMEOUT is %s", exited.Sub(sig), shutdownTimeout)
 	}
 	t.Logf("usersd exited %s after SIGTERM, %s after the in-flight calls were released",
 		exited.Sub(sig).Round(time.Millisecond), exited.Sub(released).Round(time.Millisecond))
-	if !strings.Contains(u.logs(), "shutdown complete") {
+	if !strings.Contains(u.Output.String(), "shutdown complete") {
 		t.Errorf("usersd did not log \"shutdown complete\"")
 	}
 
@@ -140,17 +140,17 @@ func testShutdownDrain(t *testing.T) {
 		"DB_MAX_CONNS":     "8",
 		"RIVER_WORKERS":    "2",
 	})
-	l := startLoad(t, loadAPIs(t, u.base), 4, 20*time.Millisecond, 10*time.Second, time.Minute)
-	h := startHealthLog(t, u.base, 100*time.Millisecond, time.Minute)
+	l := startLoad(t, loadAPIs(t, u.URL), 4, 20*time.Millisecond, 10*time.Second, time.Minute)
+	h := startHealthLog(t, u.URL, 100*time.Millisecond, time.Minute)
 	time.Sleep(time.Second)
 
 	sig := time.Now()
-	if err := u.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := u.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// New connections still work during the drain.
 	time.Sleep(drain / 3)
-	for _, a := range restAPIs(t, u.base)[:1] {
+	for _, a := range restAPIs(t, u.URL)[:1] {
 		fresh := a
 		fresh.hc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -159,15 +159,15 @@ func testShutdownDrain(t *testing.T) {
 		}
 		cancel()
 	}
-	st := u.waitExit(shutdownTimeout + 2*time.Second)
+	code, ok := u.Wait(shutdownTimeout + 2*time.Second)
 	exited := time.Now()
 	l.stopLoad()
 	h.stopLog()
 	switch {
-	case st == nil:
+	case !ok:
 		t.Fatalf("usersd still running %s after SIGTERM", time.Since(sig))
-	case st.ExitCode() != 0:
-		t.Errorf("usersd exited %d after SIGTERM, want 0", st.ExitCode())
+	case code != 0:
+		t.Errorf("usersd exited %d after SIGTERM, want 0", code)
 	case exited.Sub(sig) < drain:
 		t.Errorf("usersd exited %s after SIGTERM, before SHUTDOWN_DRAIN (%s) was over", exited.Sub(sig), drain)
 	case exited.Sub(sig) > shutdownTimeout:

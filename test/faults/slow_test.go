@@ -43,13 +43,13 @@ func TestSlowHeaderClients(t *testing.T) {
 			payload = h2pre
 		}
 		wg.Go(func() {
-			lived, err := trickle(u.addr, payload, 15*time.Second)
+			lived, err := trickle(u.Addr, payload, 15*time.Second)
 			results[i] = slowResult{lived, err}
 		})
 	}
 
 	// Normal traffic meanwhile, on kept-alive and on fresh connections.
-	apis := loadAPIs(t, u.base)
+	apis := loadAPIs(t, u.URL)
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	defer fresh.CloseIdleConnections()
 	var normal int
@@ -63,7 +63,7 @@ func TestSlowHeaderClients(t *testing.T) {
 			r = a.get(ctx, r.user.Id)
 		}
 		if r.ok() && i%5 == 0 {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.base+"/healthz", nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.URL+"/healthz", nil)
 			resp, err := fresh.Do(req)
 			if err != nil {
 				r = result{err: err}
