@@ -33,7 +33,7 @@
 #   BENCH_SCALE_RATE=1000  requests/s of the 10k-vs-1M p50 comparison
 #   BENCH_PROFILE=1        also capture 10 s CPU and allocation profiles of
 #                          usersd (PPROF_BIND) under GetUser Connect-proto
-#                          load, and under CreateUser REST load at the end,
+#                          and REST load, and under CreateUser REST load,
 #                          into bench/out/, with go tool pprof -top summaries
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 #   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
@@ -354,6 +354,9 @@ if [ "$PROFILE" = 1 ]; then
   c=${PEAKC[cproto-h2c]:-32}
   [ "$c" = 0 ] && c=32
   profile getuser "$c" connect-proto "$IDS"
+  c=${PEAKC[rest-h1]:-32}
+  [ "$c" = 0 ] && c=32
+  profile getuser-rest "$c" rest "$IDS"
 fi
 
 # The access log's cost: the same run back to back with LOG_LEVEL=warn and
@@ -435,12 +438,12 @@ echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ]; then
   echo
-  echo "GetUser, Connect proto: CPU profile (bench/out/getuser-cpu.pprof), flat:"
+  echo "GetUser, Connect proto: CPU profile ($OUT/getuser-cpu.pprof), flat:"
   sed -n '1,30p' "$OUT/getuser-cpu-top.txt"
   echo
-  echo "GetUser, Connect proto: allocations (bench/out/getuser-allocs.pprof), alloc_space:"
+  echo "GetUser, Connect proto: allocations ($OUT/getuser-allocs.pprof), alloc_space:"
   sed -n '1,25p' "$OUT/getuser-allocs-top.txt"
   echo
-  echo "(cumulative views and CreateUser REST profiles: bench/out/*-cpu-cum.txt, bench/out/createuser-*)"
+  echo "(cumulative views: $OUT/*-cpu-cum.txt; REST GET and CreateUser REST profiles: $OUT/getuser-rest-*, $OUT/createuser-*)"
 fi
 log "done in $(($(date +%s) - T_START)) s"
