@@ -59,6 +59,7 @@ RAW=$OUT/raw # every tool's own output: time-tool-mode-conc|rate-port.txt
 rm -rf "$RAW"
 mkdir -p "$RAW"
 T_START=$(date +%s)
+LOADAVG0=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)
 
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T_START)) "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -433,7 +434,7 @@ fi # phase 4
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK)" >>"$RES"
+echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ]; then

@@ -117,8 +117,10 @@ func main() {
 	p := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")) }
 	fmt.Printf("usersd benchmark  version %s  |  %s CPUs, PostgreSQL %s (fsync/synchronous_commit/full_page_writes off, shared_buffers 256MB)\n",
 		meta.s("version"), meta.s("cpus"), meta.s("pg"))
-	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s); usersd LOG_LEVEL=warn (access log off) unless noted; total run %s s\n\n",
-		meta.s("dur"), meta.s("concs"), meta.s("pgconcs"), meta.s("seconds"))
+	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s); usersd LOG_LEVEL=warn (access log off) unless noted\n",
+		meta.s("dur"), meta.s("concs"), meta.s("pgconcs"))
+	fmt.Printf("total run %s s; machine load average (1/5/15 min) %s at start, %s at end: other processes share these CPUs\n\n",
+		meta.s("seconds"), meta.s("loadavg_start"), meta.s("loadavg_end"))
 
 	// GetUser.
 	pgGet, havePG := best(find("get", map[string]string{"target": "pgbench"}))
