@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,9 +18,11 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/riverqueue/rivercontrib/otelriver"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -62,11 +65,11 @@ func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
 
 	t := &telemetry{tp: tracenoop.NewTracerProvider()}
 	var shutdowns []func(context.Context) error
-	if e := os.Getenv("OTEL_TRACES_EXPORTER"); e != "" && e != "none" {
-		exp, err := autoexport.NewSpanExporter(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER: %w", err)
-		}
+	exp, err := spanExporter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if exp != nil {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 		t.tp = tp
 		shutdowns = append(shutdowns, tp.Shutdown)
@@ -87,6 +90,31 @@ func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
 		return errors.Join(errs...)
 	}
 	return t, nil
+}
+
+// spanExporter chooses the exporter as OTEL_TRACES_EXPORTER and
+// OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL say; nil means tracing is off. The
+// exporters read the other OTEL_EXPORTER_OTLP_* variables themselves.
+// (contrib's autoexport does the same but links the metric and log
+// exporters too, a few MB of binary we do not use.)
+func spanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	switch name := os.Getenv("OTEL_TRACES_EXPORTER"); name {
+	case "", "none":
+		return nil, nil
+	case "console":
+		return stdouttrace.New()
+	case "otlp":
+		proto := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf")
+		switch proto {
+		case "http/protobuf":
+			return otlptracehttp.New(ctx)
+		case "grpc":
+			return otlptracegrpc.New(ctx)
+		}
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or grpc, not %q", proto)
+	default:
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER must be otlp, console or none, not %q", name)
+	}
 }
 
 // newPromMeterProvider returns a meter provider read by a Prometheus
