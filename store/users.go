@@ -47,7 +47,7 @@ func (s *Users) Create(ctx context.Context, email, fullName string) (User, error
 	err = s.db.InTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx,
 			`INSERT INTO users (id, email, full_name) VALUES ($1, $2, $3) RETURNING created_at`,
-			u.ID, u.Email, u.FullName,
+			pgUUID(u.ID), u.Email, u.FullName,
 		).Scan(&u.CreatedAt)
 		if err != nil {
 			return err
@@ -91,8 +91,8 @@ func (s *Users) get(ctx context.Context, id uuid.UUID) (User, bool, error) {
 	var u User
 	var welcomed bool
 	err = conn.QueryRow(ctx,
-		`SELECT id, email, full_name, created_at, welcomed_at IS NOT NULL FROM users WHERE id = $1`, id,
-	).Scan(&u.ID, &u.Email, &u.FullName, &u.CreatedAt, &welcomed)
+		`SELECT id, email, full_name, created_at, welcomed_at IS NOT NULL FROM users WHERE id = $1`, pgUUID(id),
+	).Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, false, ErrNotFound
 	}
@@ -117,14 +117,14 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 			`SELECT id, email, full_name, created_at FROM users ORDER BY id DESC LIMIT $1`, limit+1)
 	} else {
 		rows, err = conn.Query(ctx,
-			`SELECT id, email, full_name, created_at FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit+1)
+			`SELECT id, email, full_name, created_at FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2`, pgUUID(before), limit+1)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
 	}
 	users := make([]User, 0, limit+1)
 	var u User
-	_, err = pgx.ForEachRow(rows, []any{&u.ID, &u.Email, &u.FullName, &u.CreatedAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{(*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt}, func() error {
 		users = append(users, u)
 		return nil
 	})
@@ -140,7 +140,7 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 // MarkWelcomedTx records, inside tx, that the welcome mail of user id was
 // sent.
 func (s *Users) MarkWelcomedTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
-	if _, err := tx.Exec(ctx, `UPDATE users SET welcomed_at = now() WHERE id = $1`, id); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE users SET welcomed_at = now() WHERE id = $1`, pgUUID(id)); err != nil {
 		return fmt.Errorf("mark welcomed: %w", classify(ctx, err))
 	}
 	return nil
