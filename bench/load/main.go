@@ -95,20 +95,20 @@ type options struct {
 
 // result is what one run reports.
 type result struct {
-	Mode      string         `json:"mode"`
-	Proto     string         `json:"proto"`
-	Conc      int            `json:"conc,omitempty"`
-	Rate      float64        `json:"rate,omitempty"`
-	Seconds   float64        `json:"seconds"`
-	OK        int64          `json:"ok"`
-	Total     int64          `json:"total"` // every completed call, warm-up and probes included
-	Errors    int64          `json:"errors"`
-	Dropped   int64          `json:"dropped,omitempty"`
-	RPS       float64        `json:"rps"`
-	P50ms     float64        `json:"p50_ms"`
-	P90ms     float64        `json:"p90_ms"`
-	P99ms     float64        `json:"p99_ms"`
-	MaxMs     float64        `json:"max_ms"`
+	Mode    string  `json:"mode"`
+	Proto   string  `json:"proto"`
+	Conc    int     `json:"conc,omitempty"`
+	Rate    float64 `json:"rate,omitempty"`
+	Seconds float64 `json:"seconds"`
+	OK      int64   `json:"ok"`
+	Total   int64   `json:"total"` // every completed call, warm-up and probes included
+	Errors  int64   `json:"errors"`
+	Dropped int64   `json:"dropped,omitempty"`
+	RPS     float64 `json:"rps"`
+	P50ms   float64 `json:"p50_ms"`
+	P90ms   float64 `json:"p90_ms"`
+	P99ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
 	// LagP99ms is how late (p99) the open loop got a request going after
 	// its scheduled time: the generator's own delay, which is part of the
 	// latencies above. A large one means the numbers say more about the
