@@ -62,9 +62,11 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// withAccessLog writes one structured line per request and turns a panic
-// in a plain HTTP handler into a 500 with the stack in the log.
-func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
+// withAccessLog writes one structured line per request (at info level),
+// records the duration of plain HTTP requests (RPCs have otelconnect's),
+// and turns a panic in a plain HTTP handler into a 500 with the stack in
+// the log.
+func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		a := &access{protocol: "http"}
@@ -85,6 +87,13 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 				// Rejected before the interceptor ran (e.g. too large).
 				rpcOutcome(a, r, sw)
 			}
+			elapsed := time.Since(start)
+			if a.procedure == "" && r.Pattern != "" {
+				tel.recordHTTP(r.Context(), r.Pattern, r.Method, sw.status, elapsed.Seconds())
+			}
+			if !log.Enabled(r.Context(), slog.LevelInfo) {
+				return
+			}
 			route := a.procedure
 			if route == "" {
 				route = r.Pattern
@@ -104,7 +113,7 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 				slog.String("route", route),
 				slog.String("outcome", outcome),
 				slog.Int("status", sw.status),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("http", r.Proto),
 			}
 			if a.span.IsValid() {
@@ -122,8 +131,11 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 func rpcInterceptor(timeout time.Duration) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
+			if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
 			resp, err := next(ctx, req)
 			if a, ok := ctx.Value(accessKey{}).(*access); ok {
 				a.span = trace.SpanContextFromContext(ctx)

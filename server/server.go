@@ -58,7 +58,10 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 		timeout = 15 * time.Second
 	}
 	svc := &service{users: users, log: log}
-	tel := newTelemetry(opts)
+	tel, err := newTelemetry(opts)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
 	otelInterceptor, err := otelconnect.NewInterceptor(
 		otelconnect.WithTracerProvider(tel.tp),
 		otelconnect.WithMeterProvider(tel.mp),
@@ -102,7 +105,7 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 		mux.Handle("/", webHandler(opts.WebDir))
 	}
 
-	return withAccessLog(log, withReadDeadline(timeout, withCORS(opts.CORSOrigins, mux))), nil
+	return withAccessLog(log, tel, withReadDeadline(timeout, withCORS(opts.CORSOrigins, mux))), nil
 }
 
 // withReadDeadline bounds reading the request body by the request timeout,

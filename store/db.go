@@ -47,9 +47,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.MinConns >= 0 && cfg.MinConns <= pc.MaxConns {
 		pc.MinConns = cfg.MinConns
 	}
-	if cfg.Tracer != nil {
-		pc.ConnConfig.Tracer = cfg.Tracer
-	}
+	pc.ConnConfig.Tracer = cfg.Tracer
 	// A cancelled request cancels its query on the server too, instead of
 	// leaving it running behind a closed socket.
 	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
@@ -73,8 +71,12 @@ func (db *DB) Close() { db.Pool.Close() }
 // timeout (pgxpool alone would wait as long as ctx allows). A wait that
 // times out, or a database that cannot be reached, is ErrUnavailable.
 func (db *DB) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
-	actx, cancel := context.WithTimeout(ctx, db.acquireTimeout)
-	defer cancel()
+	actx := ctx
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > db.acquireTimeout {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, db.acquireTimeout)
+		defer cancel()
+	}
 	conn, err := db.Pool.Acquire(actx)
 	if err != nil {
 		if ctx.Err() != nil {

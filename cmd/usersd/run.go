@@ -267,6 +267,10 @@ func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.We
 		// A job whose outcome could not be recorded (say, PostgreSQL went
 		// away) is retried after this, not after River's default hour.
 		RescueStuckJobsAfter: 5 * time.Minute,
+		// River fetches at most once per cooldown (default 100 ms), up to
+		// RIVER_WORKERS jobs each time: 20 ms lifts the ceiling of 10
+		// workers from ~100 to ~500 mails a second.
+		FetchCooldown: 20 * time.Millisecond,
 	}
 	if cfg.RiverWorkers > 0 {
 		workers := river.NewWorkers()

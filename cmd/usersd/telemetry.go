@@ -24,6 +24,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -39,6 +40,7 @@ import (
 // telemetry holds the tracer and meter providers every instrumented piece
 // shares, and the Prometheus handler for /metrics.
 type telemetry struct {
+	tracing  bool // an exporter is configured
 	tp       trace.TracerProvider
 	mp       metric.MeterProvider
 	metrics  http.Handler
@@ -71,7 +73,7 @@ func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
 	}
 	if exp != nil {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		t.tp = tp
+		t.tp, t.tracing = tp, true
 		shutdowns = append(shutdowns, tp.Shutdown)
 	}
 
@@ -131,9 +133,13 @@ func newPromMeterProvider(res *resource.Resource) (*sdkmetric.MeterProvider, htt
 }
 
 // sqlTracer traces every statement as a child of the request's span,
-// without argument values.
+// without argument values. With tracing off there is no tracer at all:
+// pgx then skips the hooks on every query.
 func (t *telemetry) sqlTracer() pgx.QueryTracer {
-	return otelpgx.NewTracer(otelpgx.WithTracerProvider(t.tp), otelpgx.WithMeterProvider(t.mp), otelpgx.WithTrimSQLInSpanName())
+	if !t.tracing {
+		return nil
+	}
+	return otelpgx.NewTracer(otelpgx.WithTracerProvider(t.tp), otelpgx.WithMeterProvider(metricnoop.NewMeterProvider()), otelpgx.WithTrimSQLInSpanName())
 }
 
 // recordPoolStats publishes pgxpool's gauges (total, idle, acquired

@@ -40,7 +40,7 @@ func TestTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tel := &telemetry{tp: tp, mp: mp, metrics: metrics}
+	tel := &telemetry{tracing: true, tp: tp, mp: mp, metrics: metrics}
 	t.Cleanup(func() {
 		_ = tp.Shutdown(context.Background())
 		_ = mp.Shutdown(context.Background())
