@@ -18,8 +18,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 "$here/pgcluster.sh" init "$tmp" --fast
 "$here/pgcluster.sh" start "$tmp"
@@ -28,4 +26,13 @@ export TEST_DATABASE_URL
 # Tests that control a cluster of their own (the fault tests) need this too.
 export USERSD_PGCLUSTER="$here/pgcluster.sh"
 echo "with-testdb: throwaway PostgreSQL at $tmp" >&2
-"$@"
+# In the background so that a signal to this script is handled at once
+# (bash runs traps only between foreground commands): pass it on, wait for
+# the command to finish, then clean up.
+# (bash starts background commands with SIGINT ignored; undo that, so
+# Ctrl-C reaches the tests as usual.)
+(trap - INT; exec "$@") &
+child=$!
+trap 'kill -INT $child 2>/dev/null; wait $child; exit 130' INT
+trap 'kill -TERM $child 2>/dev/null; wait $child; exit 143' TERM
+wait $child
