@@ -63,7 +63,8 @@ func (w *statusWriter) Flush() {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // withAccessLog writes one structured line per request (at info level),
-// records the duration of plain HTTP requests (RPCs have otelconnect's),
+// records the duration of plain HTTP requests (RPCs are recorded by
+// rpcInterceptor),
 // and turns a panic in a plain HTTP handler into a 500 with the stack in
 // the log.
 func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Handler {
@@ -126,31 +127,32 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 }
 
 // rpcInterceptor applies the server-side deadline (the client's, when it
-// asked for a shorter one) and records the RPC's protocol, procedure and
-// code for the access log.
-func rpcInterceptor(timeout time.Duration) connect.UnaryInterceptorFunc {
+// asked for a shorter one), records the RPC's duration by procedure,
+// protocol and code, and fills in the access record.
+func rpcInterceptor(timeout time.Duration, tel *telemetry) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			start := time.Now()
 			if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
 			resp, err := next(ctx, req)
+			outcome := "ok"
+			if err != nil {
+				outcome = connect.CodeOf(err).String()
+			}
+			protocol, procedure := req.Peer().Protocol, req.Spec().Procedure
+			tel.recordRPC(ctx, procedure, protocol, outcome, time.Since(start).Seconds())
 			if a, ok := ctx.Value(accessKey{}).(*access); ok {
 				a.span = trace.SpanContextFromContext(ctx)
-				a.protocol = req.Peer().Protocol
-				a.procedure = req.Spec().Procedure
-				a.outcome = "ok"
-				if err != nil {
-					a.outcome = connect.CodeOf(err).String()
-				}
+				a.protocol, a.procedure, a.outcome = protocol, procedure, outcome
 			}
 			return resp, err
 		}
 	}
 }
-
 func isRPC(r *http.Request) bool {
 	return strings.HasPrefix(r.URL.Path, "/users.v1.") || strings.HasPrefix(r.URL.Path, "/grpc.")
 }

@@ -62,21 +62,26 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	otelInterceptor, err := otelconnect.NewInterceptor(
-		otelconnect.WithTracerProvider(tel.tp),
-		otelconnect.WithMeterProvider(tel.mp),
-		otelconnect.WithPropagator(tel.prop),
-		// Our callers' spans are the parents of ours: one trace per request.
-		otelconnect.WithTrustRemote(),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("otelconnect: %w", err)
+	interceptors := []connect.Interceptor{rpcInterceptor(timeout, tel)}
+	if tel.tracing {
+		// Spans only: RPC metrics come from rpcInterceptor, traced or not.
+		otelInterceptor, err := otelconnect.NewInterceptor(
+			otelconnect.WithTracerProvider(tel.tp),
+			otelconnect.WithPropagator(tel.prop),
+			otelconnect.WithoutMetrics(),
+			// Our callers' spans are the parents of ours: one trace per request.
+			otelconnect.WithTrustRemote(),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("otelconnect: %w", err)
+		}
+		interceptors = append([]connect.Interceptor{otelInterceptor}, interceptors...)
 	}
 
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(MaxMessageBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
-		connect.WithInterceptors(otelInterceptor, rpcInterceptor(timeout)),
+		connect.WithInterceptors(interceptors...),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
 			log.ErrorContext(ctx, "panic", "procedure", spec.Procedure, "panic", p, "stack", string(debug.Stack()))
 			return connect.NewError(connect.CodeInternal, errors.New(errInternal.message))

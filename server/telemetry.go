@@ -23,16 +23,20 @@ type telemetry struct {
 	prop    propagation.TextMapPropagator
 	tracing bool // a real tracer provider: worth creating REST spans
 
-	// httpDuration is http.server.request.duration for the plain HTTP
-	// routes (REST shim, health), recorded by the access middleware with
-	// attribute sets built once per route, method and status.
+	// Request durations: http.server.request.duration for the plain HTTP
+	// routes (REST shim, health), recorded by the access middleware, and
+	// rpc.server.call.duration for RPCs, recorded by rpcInterceptor. Their
+	// attribute sets are built once per combination (a handful of routes,
+	// methods and codes), not per request.
 	httpDuration metric.Float64Histogram
-	attrSets     sync.Map // httpAttrKey -> metric.MeasurementOption
+	rpcDuration  metric.Float64Histogram
+	attrSets     sync.Map // attrKey -> metric.MeasurementOption
 }
 
-type httpAttrKey struct {
-	route, method string
-	status        int
+// attrKey identifies one attribute set of one histogram.
+type attrKey struct {
+	rpc     bool
+	a, b, c string
 }
 
 func newTelemetry(opts Options) (*telemetry, error) {
@@ -50,11 +54,18 @@ func newTelemetry(opts Options) (*telemetry, error) {
 	if t.mp == nil {
 		t.mp = metricnoop.NewMeterProvider()
 	}
+	buckets := metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+	meter := t.mp.Meter("github.com/acme/usersd/server")
 	var err error
-	t.httpDuration, err = t.mp.Meter("github.com/acme/usersd/server").Float64Histogram("http.server.request.duration",
-		metric.WithUnit("s"), metric.WithDescription("Duration of plain HTTP requests (REST shim and health)."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-	return t, err
+	if t.httpDuration, err = meter.Float64Histogram("http.server.request.duration", metric.WithUnit("s"), buckets,
+		metric.WithDescription("Duration of plain HTTP requests (REST shim and health).")); err != nil {
+		return nil, err
+	}
+	if t.rpcDuration, err = meter.Float64Histogram("rpc.server.call.duration", metric.WithUnit("s"), buckets,
+		metric.WithDescription("Duration of RPCs (Connect, gRPC, gRPC-Web).")); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // traced gives a REST route a server span named by its route, continuing
@@ -76,18 +87,35 @@ func (t *telemetry) traced(route string, h http.HandlerFunc) http.Handler {
 	)
 }
 
-// recordHTTP adds one plain HTTP request to the duration histogram.
+// recordHTTP adds one plain HTTP request to its histogram.
 func (t *telemetry) recordHTTP(ctx context.Context, route, method string, status int, seconds float64) {
-	key := httpAttrKey{route, method, status}
-	opt, ok := t.attrSets.Load(key)
-	if !ok {
-		opt, _ = t.attrSets.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
+	code := strconv.Itoa(status)
+	t.httpDuration.Record(ctx, seconds, t.attrs(attrKey{false, route, method, code}, func() attribute.Set {
+		return attribute.NewSet(
 			attribute.String("http.route", route),
 			attribute.String("http.request.method", method),
-			attribute.String("http.response.status_code", strconv.Itoa(status)),
-		)))
+			attribute.String("http.response.status_code", code),
+		)
+	}))
+}
+
+// recordRPC adds one RPC to its histogram.
+func (t *telemetry) recordRPC(ctx context.Context, procedure, protocol, code string, seconds float64) {
+	t.rpcDuration.Record(ctx, seconds, t.attrs(attrKey{true, procedure, protocol, code}, func() attribute.Set {
+		return attribute.NewSet(
+			attribute.String("rpc.method", procedure),
+			attribute.String("rpc.system.name", protocol),
+			attribute.String("rpc.response.status_code", code),
+		)
+	}))
+}
+
+func (t *telemetry) attrs(key attrKey, build func() attribute.Set) metric.MeasurementOption {
+	if opt, ok := t.attrSets.Load(key); ok {
+		return opt.(metric.MeasurementOption)
 	}
-	t.httpDuration.Record(ctx, seconds, opt.(metric.MeasurementOption))
+	opt, _ := t.attrSets.LoadOrStore(key, metric.WithAttributeSet(build()))
+	return opt.(metric.MeasurementOption)
 }
 
 // setSpan records the request's span for the access log line.
