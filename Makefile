@@ -75,4 +75,5 @@ devdb-stop:
 
 ## devdb-reset: stop the local PostgreSQL and delete its data
 devdb-reset: devdb-stop
+	@if [ -L .devdb ]; then rm -rf "$$(readlink .devdb)"; fi
 	rm -rf .devdb

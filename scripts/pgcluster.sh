@@ -36,7 +36,7 @@ as_owner() {
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pgcluster.sh init|start|stop|url|createdb DIR ..."
 mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+dir=$(cd "$dir" && pwd -P) # the real path: .devdb may be a link
 bin=$(bindir)
 
 case "$cmd" in

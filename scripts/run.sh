@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${DATABASE_URL:-}" ]; then
   dir=.devdb
+  # As root, the server runs as the postgres OS user, who may not be able to
+  # reach a checkout under a private directory (such as /root): keep the
+  # data under /var/lib then, with .devdb pointing at it.
+  if [ "$(id -u)" = 0 ] && [ ! -e "$dir" ] && id postgres >/dev/null 2>&1 &&
+    ! runuser -u postgres -- test -x "$PWD"; then
+    real=/var/lib/usersd-devdb/$(printf %s "$PWD" | md5sum | cut -c1-12)
+    mkdir -p "$real"
+    chmod 755 /var/lib/usersd-devdb
+    ln -s "$real" "$dir"
+  fi
   scripts/pgcluster.sh init "$dir"
   scripts/pgcluster.sh start "$dir" "${DEVDB_PORT:-54329}"
   scripts/pgcluster.sh createdb "$dir" usersd
