@@ -30,7 +30,8 @@ bindir() {
 
 # initdb and postgres refuse to run as root: run them as the postgres OS user.
 as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the caller's directory may be closed to the postgres user.
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 cmd=${1:-}; dir=${2:-}
