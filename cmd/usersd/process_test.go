@@ -104,13 +104,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer locker.Close(context.WithoutCancel(ctx))
-	tx, err := locker.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := dbtest.LockUsers(t, locker)
 
 	const inflight = 5
 	results := make(chan error, inflight)

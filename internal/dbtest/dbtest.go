@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver pgtestdb uses
@@ -113,4 +114,21 @@ func (migrator) Migrate(ctx context.Context, _ *sql.DB, cfg pgtestdb.Config) err
 	}
 	defer pool.Close()
 	return migrations.Apply(ctx, pool, slog.New(slog.DiscardHandler))
+}
+
+// LockUsers takes ACCESS EXCLUSIVE on the users table in a transaction on
+// conn, so every query on users blocks until the returned transaction ends
+// (rolled back at the latest when the test ends). Tests use it to hold
+// requests in flight.
+func LockUsers(t testing.TB, conn *pgx.Conn) pgx.Tx {
+	t.Helper()
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatalf("lock users: %v", err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(t.Context(), "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("lock users: %v", err)
+	}
+	return tx
 }

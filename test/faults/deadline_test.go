@@ -55,14 +55,7 @@ func TestClientDeadline(t *testing.T) {
 	if err := locker.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&lockerPID); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := locker.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	if _, err := tx.Exec(t.Context(), "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := dbtest.LockUsers(t, locker)
 
 	// Watch PostgreSQL: the 300 ms calls must really reach it and block.
 	var maxBlocked atomic.Int64
@@ -195,7 +188,7 @@ func TestClientDeadline(t *testing.T) {
 	var all []string
 	emails.Range(func(k, _ any) bool { all = append(all, k.(string)); return true })
 	var ghosts []string
-	err = pgx.BeginFunc(t.Context(), monitor, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(t.Context(), monitor, func(tx pgx.Tx) error {
 		rows, err := tx.Query(t.Context(), "SELECT email FROM users WHERE email = ANY($1)", all)
 		if err != nil {
 			return err

@@ -31,14 +31,7 @@ func TestPoolExhaustion(t *testing.T) {
 	apis := loadAPIs(t, u.URL)
 
 	locker := pgConn(t, dbURL)
-	tx, err := locker.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	if _, err := tx.Exec(t.Context(), "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := dbtest.LockUsers(t, locker)
 
 	const n = 100
 	calls := make([]call, n)

@@ -47,14 +47,7 @@ func testShutdownInFlight(t *testing.T) {
 	// Hold the load's calls in flight: they block on the locked table.
 	locker := pgConn(t, dbURL)
 	monitor := pgConn(t, dbURL)
-	tx, err := locker.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	if _, err := tx.Exec(t.Context(), "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := dbtest.LockUsers(t, locker)
 	waitFor(t, 5*time.Second, "the load's calls to block on the lock", func() bool {
 		var n int
 		_ = monitor.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
