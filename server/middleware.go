@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -72,7 +73,14 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 		start := time.Now()
 		a := &access{protocol: "http"}
 		sw := &statusWriter{ResponseWriter: w}
-		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, a))
+		ctx := r.Context()
+		if !tel.tracing && r.Header.Get("Traceparent") != "" {
+			// No spans, but the caller's trace still reaches our logs and,
+			// through otelriver, the welcome job.
+			ctx = tel.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+			a.span = trace.SpanContextFromContext(ctx)
+		}
+		r = r.WithContext(context.WithValue(ctx, accessKey{}, a))
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

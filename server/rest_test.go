@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/internal/logtest"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/server"
 	"github.com/acme/usersd/store"
 )
@@ -195,4 +197,33 @@ func statusOf(resp *http.Response, err error) string {
 		return err.Error()
 	}
 	return resp.Status
+}
+
+// TestTraceparentWithoutTracing: with tracing off, the caller's trace id
+// still reaches the access line, on RPCs and REST.
+func TestTraceparentWithoutTracing(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t, store.Config{MaxConns: 2})
+	var logs proctest.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, req := range []*http.Request{
+		httptestRequest(http.MethodGet, "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", ""),
+		httptestRequest(http.MethodPost, "/users.v1.UserService/GetUser", `{"id":"0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e"}`),
+	} {
+		req.Header.Set("Traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+		h.ServeHTTP(newRecorder(), req)
+	}
+	if n := strings.Count(logs.String(), `"trace_id":"`+traceID+`"`); n != 2 {
+		t.Errorf("%d access lines carry the caller's trace id, want 2:\n%s", n, logs.String())
+	}
+}
+
+func httptestRequest(method, path, body string) *http.Request {
+	req, _ := http.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
 }
