@@ -73,7 +73,8 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 		start := time.Now()
 		a := &access{protocol: "http"}
 		sw := &statusWriter{ResponseWriter: w}
-		ctx := r.Context()
+		outer := r.Context() // without the caller's span: the access line adds the ids itself
+		ctx := outer
 		if !tel.tracing && r.Header.Get("Traceparent") != "" {
 			// No spans, but the caller's trace still reaches our logs and,
 			// through otelriver, the welcome job.
@@ -128,7 +129,7 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 			if a.span.IsValid() {
 				attrs = append(attrs, slog.String("trace_id", a.span.TraceID().String()), slog.String("span_id", a.span.SpanID().String()))
 			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			log.LogAttrs(outer, slog.LevelInfo, "request", attrs...)
 		}()
 		next.ServeHTTP(sw, r)
 	})
