@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -21,8 +20,6 @@ type h1pool struct {
 	addr, host string
 	size       int
 	free       chan *h1conn
-	mu         sync.Mutex
-	open       int
 	slots      chan struct{}
 }
 
@@ -71,8 +68,6 @@ func (p *h1pool) put(c *h1conn, ok bool) {
 	c.c.Close()
 	<-p.slots
 }
-
-var errStatus = errors.New("unexpected status")
 
 // do sends one request and reads the whole response; it returns the status
 // and the body, which stays valid until the connection is used again (the

@@ -135,10 +135,7 @@ func main() {
 	for _, n := range names {
 		u, uok := best(find("get", map[string]string{"entry": n.entry, "target": "usersd"}))
 		b, bok := best(find("get", map[string]string{"entry": n.entry, "target": "bare"}))
-		tool := u.s("tool")
-		if tool == "closed" {
-			tool = "bench/load"
-		}
+		tool := toolName(u)
 		ratio, rv := "-", "-"
 		if uok && bok {
 			x := u.f("rps") / b.f("rps")
@@ -178,10 +175,7 @@ func main() {
 		{"cproto-create", "Connect proto            h2c"},
 	} {
 		u, uok := best(find("create", map[string]string{"entry": n.entry}))
-		tool := u.s("tool")
-		if tool == "closed" {
-			tool = "bench/load"
-		}
+		tool := toolName(u)
 		ratio, rv := "-", "-"
 		if uok && havePGC {
 			x := u.f("rps") / pgCreate.f("rps")
@@ -288,4 +282,13 @@ func rpsAt(r rec, ok bool) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f @%s", r.f("rps"), r.s("conc"))
+}
+
+// toolName is the load tool of a row as the report names it: bench/load's
+// closed-loop mode shows as bench/load.
+func toolName(r rec) string {
+	if t := r.s("tool"); t != "closed" {
+		return t
+	}
+	return "bench/load"
 }
