@@ -24,19 +24,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const audience = "usersd-test"
 
-// testIssuer is a development issuer on a real loopback HTTP server.
 func testIssuer(t *testing.T, alg string) *devissuer.Issuer {
-	t.Helper()
-	key, err := devissuer.NewKey(alg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(nil)
-	iss := devissuer.New("http://"+srv.Listener.Addr().String(), audience, key)
-	srv.Config.Handler = iss.Handler()
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return iss
+	return devissuer.StartTest(t, audience, alg)
 }
 
 type verifierOpts struct {

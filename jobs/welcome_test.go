@@ -122,7 +122,7 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 		checked = true
 		return nil
 	})
-	if _, err := users.Create(ctx, "tx@example.com", "Tx User"); err != nil {
+	if _, err := users.Create(ctx, store.NewUser{Email: "tx@example.com", FullName: "Tx User"}); err != nil {
 		t.Fatal(err)
 	}
 	if !checked {
@@ -132,13 +132,13 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 		t.Fatalf("jobs = %d, want 1", n)
 	}
 	// A duplicate email rolls back, job included.
-	if _, err := e.users.Create(ctx, "TX@example.com", "Again"); !errors.Is(err, store.ErrEmailTaken) {
+	if _, err := e.users.Create(ctx, store.NewUser{Email: "TX@example.com", FullName: "Again"}); !errors.Is(err, store.ErrEmailTaken) {
 		t.Fatalf("duplicate: %v", err)
 	}
 	// A cancelled request inserts nothing either.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := e.users.Create(cctx, "cancelled@example.com", "Cancelled"); err == nil {
+	if _, err := e.users.Create(cctx, store.NewUser{Email: "cancelled@example.com", FullName: "Cancelled"}); err == nil {
 		t.Fatal("create with a cancelled context succeeded")
 	}
 	if n := e.jobCount(t); n != 1 {
@@ -169,7 +169,7 @@ func assertOneJobPerUser(t *testing.T, db *store.DB) {
 func TestWelcomeMailDelivered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, true)
-	u, err := e.users.Create(t.Context(), "grace@example.com", "Grace Hopper")
+	u, err := e.users.Create(t.Context(), store.NewUser{Email: "grace@example.com", FullName: "Grace Hopper"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestTemporaryFailuresRetried(t *testing.T) {
 	t.Parallel()
 	e := setup(t, true)
 	e.smtp.Reply(451, 451)
-	if _, err := e.users.Create(t.Context(), "retry@example.com", "Retry Me"); err != nil {
+	if _, err := e.users.Create(t.Context(), store.NewUser{Email: "retry@example.com", FullName: "Retry Me"}); err != nil {
 		t.Fatal(err)
 	}
 	ev := e.waitFor(t, river.EventKindJobCompleted)
@@ -213,7 +213,7 @@ func TestPermanentRejectionCancels(t *testing.T) {
 	t.Parallel()
 	e := setup(t, true)
 	e.smtp.Reply(550)
-	if _, err := e.users.Create(t.Context(), "nobody@example.com", "Nobody"); err != nil {
+	if _, err := e.users.Create(t.Context(), store.NewUser{Email: "nobody@example.com", FullName: "Nobody"}); err != nil {
 		t.Fatal(err)
 	}
 	ev := e.waitFor(t, river.EventKindJobCancelled)
@@ -229,7 +229,7 @@ func TestRecordedSendNotRepeated(t *testing.T) {
 	t.Parallel()
 	e := setup(t, false)
 	ctx := t.Context()
-	u, err := e.users.Create(ctx, "once@example.com", "Once")
+	u, err := e.users.Create(ctx, store.NewUser{Email: "once@example.com", FullName: "Once"})
 	if err != nil {
 		t.Fatal(err)
 	}

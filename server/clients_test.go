@@ -22,6 +22,7 @@ import (
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+	"github.com/acme/usersd/internal/devissuer"
 )
 
 // apiClient is one way of calling the users API. Errors come back as
@@ -41,10 +42,22 @@ type callError struct {
 
 func (e *callError) Error() string { return fmt.Sprintf("%v (field %q): %s", e.code, e.field, e.msg) }
 
-// clients returns the seven clients of the table tests, all on ts.
+// clients returns the seven clients of the table tests, all on ts, with
+// ts's admin token.
 func clients(t *testing.T, ts *testServer) map[string]apiClient {
-	h2 := h2cClient(t)
-	conn, err := grpc.NewClient(strings.TrimPrefix(ts.URL, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return clientsAs(t, ts, ts.Admin)
+}
+
+// clientsAs returns the seven clients sending token ("" sends none).
+func clientsAs(t *testing.T, ts *testServer, token string) map[string]apiClient {
+	h2, h1 := h2cClient(t), h1Client(t)
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		h2.Transport = devissuer.Bearer{Token: token, Base: h2.Transport}
+		h1.Transport = devissuer.Bearer{Token: token, Base: h1.Transport}
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearerCreds(token)))
+	}
+	conn, err := grpc.NewClient(strings.TrimPrefix(ts.URL, "http://"), dialOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +65,23 @@ func clients(t *testing.T, ts *testServer) map[string]apiClient {
 	return map[string]apiClient{
 		"connect-json":  connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithProtoJSON())},
 		"connect-proto": connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL)},
-		"connect-get":   connectClient{usersv1connect.NewUserServiceClient(h1Client(t), ts.URL, connect.WithHTTPGet(), connect.WithProtoJSON())},
+		"connect-get":   connectClient{usersv1connect.NewUserServiceClient(h1, ts.URL, connect.WithHTTPGet(), connect.WithProtoJSON())},
 		"grpc":          connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithGRPC())},
 		"grpc-web":      connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithGRPCWeb())},
 		"grpc-go":       grpcClient{conn},
-		"rest":          restClient{h1Client(t), ts.URL},
+		"rest":          restClient{h1, ts.URL},
 	}
 }
+
+// bearerCreds sends a bearer token with every grpc-go call, over cleartext
+// too (the test server speaks h2c).
+type bearerCreds string
+
+func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerCreds) RequireTransportSecurity() bool { return false }
 
 type connectClient struct {
 	c usersv1connect.UserServiceClient
@@ -160,13 +183,16 @@ var restCodes = map[string]struct {
 	status int
 	code   connect.Code
 }{
-	"validation":     {400, connect.CodeInvalidArgument},
-	"not_found":      {404, connect.CodeNotFound},
-	"conflict":       {409, connect.CodeAlreadyExists},
-	"too_large":      {413, connect.CodeResourceExhausted},
-	"timeout":        {504, connect.CodeDeadlineExceeded},
-	"unavailable":    {503, connect.CodeUnavailable},
-	"internal_error": {500, connect.CodeInternal},
+	"validation":      {400, connect.CodeInvalidArgument},
+	"not_found":       {404, connect.CodeNotFound},
+	"conflict":        {409, connect.CodeAlreadyExists},
+	"too_large":       {413, connect.CodeResourceExhausted},
+	"timeout":         {504, connect.CodeDeadlineExceeded},
+	"unavailable":     {503, connect.CodeUnavailable},
+	"unauthenticated": {401, connect.CodeUnauthenticated},
+	"forbidden":       {403, connect.CodePermissionDenied},
+	"rate_limited":    {429, connect.CodeResourceExhausted},
+	"internal_error":  {500, connect.CodeInternal},
 }
 
 type restUser struct {

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
+	"github.com/acme/usersd/auth"
 	"github.com/acme/usersd/store"
 )
 
@@ -20,7 +21,7 @@ type wireError struct {
 	code    connect.Code
 	status  int    // REST status
 	rest    string // REST "error"
-	message string // fixed client message; empty means the error's own text
+	message string // fixed client message; empty means the error's own text, which must be safe to show
 }
 
 // The error table of DESIGN.md, in one place.
@@ -28,10 +29,15 @@ var (
 	errInvalid     = wireError{connect.CodeInvalidArgument, http.StatusBadRequest, "validation", ""}
 	errNotFound    = wireError{connect.CodeNotFound, http.StatusNotFound, "not_found", "user not found"}
 	errConflict    = wireError{connect.CodeAlreadyExists, http.StatusConflict, "conflict", "email already taken"}
+	errHasUser     = wireError{connect.CodeAlreadyExists, http.StatusConflict, "conflict", "this account already has a user"}
+	errUnauth      = wireError{connect.CodeUnauthenticated, http.StatusUnauthorized, "unauthenticated", ""}
+	errForbidden   = wireError{connect.CodePermissionDenied, http.StatusForbidden, "forbidden", ""}
+	errRateLimited = wireError{connect.CodeResourceExhausted, http.StatusTooManyRequests, "rate_limited", ""}
 	errLarge       = wireError{connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge, "too_large", "request body too large"}
 	errTimeout     = wireError{connect.CodeDeadlineExceeded, http.StatusGatewayTimeout, "timeout", "request timed out"}
 	errCanceled    = wireError{connect.CodeCanceled, 499, "canceled", "request canceled"}
 	errUnavailable = wireError{connect.CodeUnavailable, http.StatusServiceUnavailable, "unavailable", "service temporarily unavailable, retry later"}
+	errNoKeys      = wireError{connect.CodeUnavailable, http.StatusServiceUnavailable, "unavailable", "authentication temporarily unavailable, retry later"}
 	errInternal    = wireError{connect.CodeInternal, http.StatusInternalServerError, "internal_error", "internal error"}
 )
 
@@ -48,6 +54,16 @@ func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string
 		w = errNotFound
 	case errors.Is(err, store.ErrEmailTaken):
 		w = errConflict
+	case errors.Is(err, store.ErrSubjectTaken):
+		w = errHasUser
+	case isType[*auth.TokenError](err):
+		w = errUnauth
+	case isType[*deniedError](err):
+		w = errForbidden
+	case isType[*rateLimitError](err):
+		w = errRateLimited
+	case errors.Is(err, auth.ErrUnavailable):
+		w = errNoKeys
 	case errors.Is(err, errTooLarge):
 		w = errLarge
 	case errors.Is(err, context.DeadlineExceeded):
@@ -61,7 +77,15 @@ func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string
 		w = errInternal
 		log.ErrorContext(ctx, "internal error", "err", err)
 	}
+	if w.message == "" {
+		return w, err.Error()
+	}
 	return w, w.message
+}
+
+func isType[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
 }
 
 // connectError turns a domain error into a Connect error by the table.
@@ -71,6 +95,7 @@ func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Err
 	}
 	w, msg := toWire(ctx, log, err)
 	ce := connect.NewError(w.code, errors.New(msg))
+	errorHeaders(err, ce.Meta().Set)
 	if fe, ok := errors.AsType[*FieldError](err); ok {
 		if d, derr := connect.NewErrorDetail(&errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Message}},

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,8 +17,11 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.uber.org/goleak"
 
+	"github.com/acme/usersd/auth"
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/internal/logtest"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/server"
 	"github.com/acme/usersd/store"
@@ -26,15 +30,51 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testServer is usersd's handler on a real loopback listener speaking
-// HTTP/1.1 and h2c, over a fresh database.
+// HTTP/1.1 and h2c, over a fresh database, with authentication against a
+// development issuer on its own loopback port.
 type testServer struct {
-	URL   string
-	DB    *store.DB
-	proxy *pgProxy // non-nil when started with a cuttable database link
+	URL    string
+	DB     *store.DB
+	Issuer *devissuer.Issuer // nil when authentication is off
+	Admin  string            // a token with users:read and users:write ("" when authentication is off)
+	Logs   *proctest.SyncBuffer
+	proxy  *pgProxy // non-nil when started with a cuttable database link
 }
 
 type setupOpts struct {
-	proxy bool // route the pool through a TCP proxy that the test can cut
+	proxy     bool           // route the pool through a TCP proxy that the test can cut
+	authOff   bool           // AUTH_DISABLED, on purpose: the test is about something else
+	issuerOff bool           // the issuer is down when the server starts
+	opts      server.Options // more options (rate limits, ...); Logger, RequestTimeout and Verifier are set here
+}
+
+// audience is the aud the test servers require.
+const audience = "usersd-test"
+
+// testVerifier starts a development issuer and a verifier of its tokens
+// (waiting until it has the keys).
+func testVerifier(t *testing.T, log *slog.Logger) (*devissuer.Issuer, *auth.Verifier) {
+	t.Helper()
+	iss := devissuer.StartTest(t, audience, "RS256")
+	v := newVerifier(t, iss, log)
+	deadline := time.Now().Add(10 * time.Second)
+	for !v.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("the verifier did not load the issuer's keys within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return iss, v
+}
+
+func newVerifier(t *testing.T, iss *devissuer.Issuer, log *slog.Logger) *auth.Verifier {
+	t.Helper()
+	v, err := auth.NewVerifier(auth.Config{Issuer: iss.URL(), Audience: audience, Logger: log, RetryMax: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
 }
 
 func setup(t *testing.T, o setupOpts) *testServer {
@@ -56,9 +96,24 @@ func setup(t *testing.T, o setupOpts) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := logtest.New(t)
+	ts.Logs = &proctest.SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(ts.Logs, logtest.Writer(t)), nil))
+	opts := o.opts
+	opts.Logger, opts.RequestTimeout = log, 5*time.Second
+	switch {
+	case o.authOff:
+	case o.issuerOff:
+		ts.Issuer = devissuer.StartTest(t, audience, "RS256")
+		ts.Issuer.SetDown(true)
+		opts.Verifier = newVerifier(t, ts.Issuer, log)
+	default:
+		ts.Issuer, opts.Verifier = testVerifier(t, log)
+	}
+	if ts.Issuer != nil {
+		ts.Admin = ts.Issuer.Token("admin", server.ScopeRead, server.ScopeWrite)
+	}
 	users := store.NewUsers(db, jobs.EnqueueWelcome(rc))
-	h := newHandler(t, users, server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: 5 * time.Second})
+	h := newHandler(t, users, server.NewHealth(db.Ping), opts)
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

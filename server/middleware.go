@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -14,13 +15,19 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// access is what one request's access log line says; handlers and the
-// Connect interceptor fill it in through the request context.
+// access is the record of one request that the middleware chain, the
+// handlers and the Connect interceptor share through the request context:
+// what its access log line says, and what the guard allowed it.
 type access struct {
 	protocol  string // connect, grpc, grpcweb, or http
 	procedure string
 	outcome   string // Connect code, or REST error name
+	subject   string // the authenticated caller; never the token
 	span      trace.SpanContext
+
+	route string // the route the guard looked up: mux pattern or procedure
+	rule  *rule  // the policy entry of the route; nil when it has none
+	grant grant  // what the guard allowed
 }
 
 type accessKey struct{}
@@ -98,19 +105,16 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 				rpcOutcome(a, r, sw)
 			}
 			elapsed := time.Since(start)
-			if a.procedure == "" && r.Pattern != "" {
-				tel.recordHTTP(r.Context(), r.Pattern, r.Method, sw.status, elapsed.Seconds())
+			// The mux sets Pattern on the request it gets, which is a copy
+			// when the guard added the principal: the guard's record has it.
+			pattern := cmp.Or(r.Pattern, a.route)
+			if a.procedure == "" && pattern != "" {
+				tel.recordHTTP(r.Context(), pattern, r.Method, sw.status, elapsed.Seconds())
 			}
 			if !log.Enabled(r.Context(), slog.LevelInfo) {
 				return
 			}
-			route := a.procedure
-			if route == "" {
-				route = r.Pattern
-				if route == "" {
-					route = r.Method + " " + r.URL.Path
-				}
-			}
+			route := cmp.Or(a.procedure, pattern, r.Method+" "+r.URL.Path)
 			outcome := a.outcome
 			if outcome == "" {
 				outcome = "ok"
@@ -125,6 +129,9 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 				slog.Int("status", sw.status),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("http", r.Proto),
+			}
+			if a.subject != "" {
+				attrs = append(attrs, slog.String("subject", a.subject))
 			}
 			if a.span.IsValid() {
 				attrs = append(attrs, slog.String("trace_id", a.span.TraceID().String()), slog.String("span_id", a.span.SpanID().String()))
@@ -183,7 +190,7 @@ func rpcOutcome(a *access, r *http.Request, w *statusWriter) {
 	default:
 		a.protocol = "connect"
 	}
-	if a.protocol != "connect" && status != "" {
+	if a.protocol != "connect" && status != "" && a.outcome == "" {
 		if n, err := strconv.Atoi(status); err == nil && n > 0 {
 			a.outcome = connect.Code(n).String()
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -100,12 +101,18 @@ func (h *rest) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *rest) error(w http.ResponseWriter, r *http.Request, err error) {
-	wire, msg := toWire(r.Context(), h.svc.log, err)
+	writeRESTError(w, r, h.svc.log, err)
+}
+
+// writeRESTError answers err by the error table in the REST shim's JSON.
+func writeRESTError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	wire, msg := toWire(r.Context(), log, err)
 	setOutcome(r.Context(), wire.rest)
 	body := restError{Error: wire.rest, Message: msg}
 	if fe, ok := errors.AsType[*FieldError](err); ok {
 		body.Field = fe.Field
 	}
+	errorHeaders(err, w.Header().Set)
 	writeJSON(w, wire.status, body)
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/internal/logtest"
 	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/server"
@@ -26,6 +27,7 @@ func TestRESTBodies(t *testing.T) {
 	t.Parallel()
 	ts := setup(t, setupOpts{})
 	hc := h1Client(t)
+	hc.Transport = devissuer.Bearer{Token: ts.Admin, Base: hc.Transport}
 	cases := []struct {
 		name, method, path, body string
 		status                   int
@@ -72,6 +74,7 @@ func TestCORS(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t, store.Config{MaxConns: 2})
 	log := logtest.New(t)
+	// Authentication off on purpose: preflights are answered before it.
 	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{
 		Logger: log, CORSOrigins: []string{"http://app.example"},
 	})
@@ -111,6 +114,7 @@ func TestWebDir(t *testing.T) {
 	must(os.Mkdir(filepath.Join(dir, "assets"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "assets", "app.js"), []byte("console.log(1)"), 0o644))
 	db := dbtest.New(t, store.Config{MaxConns: 2})
+	// Authentication off on purpose: the page's files are public anyway.
 	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
 	for _, tc := range []struct {
 		path   string
@@ -160,7 +164,9 @@ func TestSlowBody(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t, store.Config{MaxConns: 2})
 	log := logtest.New(t)
-	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: time.Second})
+	iss, v := testVerifier(t, log)
+	token := iss.Token("slow", server.ScopeWrite)
+	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: time.Second, Verifier: v})
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -174,7 +180,7 @@ func TestSlowBody(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"em", path)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"em", path, token)
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		elapsed := time.Since(start)
@@ -206,6 +212,8 @@ func TestTraceparentWithoutTracing(t *testing.T) {
 	db := dbtest.New(t, store.Config{MaxConns: 2})
 	var logs proctest.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	// Authentication off on purpose: the trace id must reach the log
+	// whatever the answer.
 	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	for _, req := range []*http.Request{

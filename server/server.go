@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/acme/usersd/auth"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/store"
 )
@@ -40,7 +44,16 @@ type Options struct {
 	RequestTimeout time.Duration           // server-side deadline of one request
 	CORSOrigins    []string                // allowed cross-origin callers; empty allows none
 	WebDir         string                  // built web page served at "/"; empty serves none
-	Mounts         map[string]http.Handler // extra handlers by path prefix, e.g. River UI
+	Mounts         map[string]http.Handler // extra handlers by mux pattern; each needs a policy entry (GET /metrics), or see PublicMounts
+	PublicMounts   map[string]http.Handler // extra handlers outside bearer authentication, which bring their own (River UI's basic auth)
+
+	// Authentication and rate limits. A nil Verifier means authentication
+	// is off (AUTH_DISABLED): every call is allowed, limited by client IP.
+	Verifier       *auth.Verifier
+	WebAuth        WebAuth        // served to the web page at /config.json
+	RateLimitRPS   int            // per principal; 0 is no limit
+	RateLimitIPRPS int            // per client IP, for requests without a valid token; 0 is no limit
+	TrustedProxies []netip.Prefix // peers whose X-Forwarded-For names the client
 
 	// OpenTelemetry; nil means no-op tracing and metrics, W3C propagation.
 	TracerProvider trace.TracerProvider
@@ -88,29 +101,83 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 		}),
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle(usersv1connect.NewUserServiceHandler(&connectHandler{svc: svc}, handlerOpts...))
-	mux.Handle(grpchealth.NewHandler(health, handlerOpts...))
+	routes, err := newRoutes(svc, health, tel, timeout, handlerOpts, opts)
+	if err != nil {
+		return nil, err
+	}
+	g := newGuard(routes.mux, &guard{
+		verifier: opts.Verifier,
+		policy:   routes,
+		byUser:   newKeyedLimiter[string](opts.RateLimitRPS),
+		byIP:     newKeyedLimiter[netip.Addr](opts.RateLimitIPRPS),
+		trusted:  opts.TrustedProxies,
+		log:      log,
+	}, handlerOpts)
+
+	// The middleware chain, outermost first (DESIGN.md): the access log sees
+	// every answer, including refusals; CORS answers preflights before
+	// authentication, so browsers learn they may send Authorization.
+	var h http.Handler = g
+	h = withCORS(opts.CORSOrigins, h)
+	h = withSecurityHeaders(h)
+	h = withReadDeadline(timeout, h)
+	h = withAccessLog(log, tel, h)
+	return h, nil
+}
+
+// newRoutes registers every route on a mux, each with its policy entry.
+func newRoutes(svc *service, health *Health, tel *telemetry, timeout time.Duration, handlerOpts []connect.HandlerOption, opts Options) (*policyTable, error) {
+	routes := &policyTable{rules: maps.Clone(policy), mux: http.NewServeMux()}
+	var err error
+	for pattern := range opts.PublicMounts {
+		routes.rules[pattern] = rule{public: true}
+	}
+	handle := func(pattern string, h http.Handler) {
+		if err == nil {
+			err = routes.handle(pattern, h)
+		}
+	}
+	handle(usersv1connect.NewUserServiceHandler(&connectHandler{svc: svc}, handlerOpts...))
+	handle(grpchealth.NewHandler(health, handlerOpts...))
 	reflector := grpcreflect.NewStaticReflector(usersv1connect.UserServiceName, grpchealth.HealthV1ServiceName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, handlerOpts...))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, handlerOpts...))
+	handle(grpcreflect.NewHandlerV1(reflector, handlerOpts...))
+	handle(grpcreflect.NewHandlerV1Alpha(reflector, handlerOpts...))
 
 	r := &rest{svc: svc}
-	mux.Handle("POST /users", tel.traced("POST /users", withTimeout(timeout, r.create)))
-	mux.Handle("GET /users", tel.traced("GET /users", withTimeout(timeout, r.list)))
-	mux.Handle("GET /users/{id}", tel.traced("GET /users/{id}", withTimeout(timeout, r.get)))
-	mux.Handle("/users", methodNotAllowed("GET, HEAD, POST"))
-	mux.Handle("/users/{id}", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("GET /healthz", health.serveHTTP)
-	mux.HandleFunc("GET /livez", serveLivez)
-	for prefix, h := range opts.Mounts {
-		mux.Handle(prefix, h)
+	handle("POST /users", tel.traced("POST /users", withTimeout(timeout, r.create)))
+	handle("GET /users", tel.traced("GET /users", withTimeout(timeout, r.list)))
+	handle("GET /users/{id}", tel.traced("GET /users/{id}", withTimeout(timeout, r.get)))
+	handle("/users", methodNotAllowed("GET, HEAD, POST"))
+	handle("/users/{id}", methodNotAllowed("GET, HEAD"))
+	handle("GET /healthz", http.HandlerFunc(health.serveHTTP))
+	handle("GET /livez", http.HandlerFunc(serveLivez))
+	for pattern, h := range opts.Mounts {
+		handle(pattern, h)
+	}
+	for pattern, h := range opts.PublicMounts {
+		handle(pattern, h)
 	}
 	if opts.WebDir != "" {
-		mux.Handle("/", webHandler(opts.WebDir))
+		webAuth := opts.WebAuth
+		webAuth.Disabled = opts.Verifier == nil
+		handle("GET /config.json", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, webAuth)
+		}))
+		handle("/", webHandler(opts.WebDir, pageCSP(origin(opts.WebAuth.Issuer))))
 	}
+	if err != nil {
+		return nil, err
+	}
+	return routes, nil
+}
 
-	return withAccessLog(log, tel, withReadDeadline(timeout, withCORS(opts.CORSOrigins, mux))), nil
+// origin is the scheme://host[:port] of an absolute URL, or "".
+func origin(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // withReadDeadline bounds reading the request body by the request timeout,
@@ -141,8 +208,8 @@ func withCORS(origins []string, h http.Handler) http.Handler {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: connectcors.AllowedHeaders(),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), "Location"),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "Location", "Retry-After", "WWW-Authenticate"),
 		MaxAge:         7200,
 	}).Handler(h)
 }

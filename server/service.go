@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -22,7 +23,11 @@ func (s *service) createUser(ctx context.Context, req *usersv1.CreateUserRequest
 	if err := validate(req); err != nil {
 		return nil, err
 	}
-	u, err := s.users.Create(ctx, req.Email, req.FullName)
+	subject, err := selfSubject(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.users.Create(ctx, store.NewUser{Email: req.Email, FullName: req.FullName, Subject: subject})
 	if err != nil {
 		return nil, err
 	}
@@ -35,6 +40,14 @@ func (s *service) getUser(ctx context.Context, req *usersv1.GetUserRequest) (*us
 	}
 	id, _ := parseID(req.Id) // validated above
 	u, err := s.users.Get(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	// The policy before not_found: a caller limited to its own user must
+	// not learn whether someone else's id exists.
+	if aerr := mayActOn(ctx, u.Subject, err == nil); aerr != nil {
+		return nil, aerr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -14,13 +14,18 @@ import (
 // Domain errors. Callers match them with errors.Is; the wrapped detail is
 // for logs only.
 var (
-	ErrNotFound    = errors.New("user not found")
-	ErrEmailTaken  = errors.New("email already taken")
-	ErrUnavailable = errors.New("database unavailable")
+	ErrNotFound   = errors.New("user not found")
+	ErrEmailTaken = errors.New("email already taken")
+	// ErrSubjectTaken is a second self sign-up by one token subject.
+	ErrSubjectTaken = errors.New("this account already has a user")
+	ErrUnavailable  = errors.New("database unavailable")
 )
 
-// emailKey is the unique index on lower(email) (migrations/001).
-const emailKey = "users_email_lower_key"
+// Unique indexes, by the names store/ recognises their violations by.
+const (
+	emailKey   = "users_email_lower_key" // lower(email), migrations/001
+	subjectKey = "users_subject_key"     // subject, migrations/003
+)
 
 // classify turns a driver error into a domain error, by SQLSTATE and
 // constraint name, never by message text. When ctx has ended, the error is
@@ -40,6 +45,8 @@ func classify(ctx context.Context, err error) error {
 		switch {
 		case pgErr.Code == "23505" && pgErr.ConstraintName == emailKey:
 			return errors.Join(ErrEmailTaken, err)
+		case pgErr.Code == "23505" && pgErr.ConstraintName == subjectKey:
+			return errors.Join(ErrSubjectTaken, err)
 		case pgErr.Code[:2] == "08", // connection exception
 			pgErr.Code == "53300",                                               // too many connections
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutting down, crashed, starting

@@ -16,6 +16,14 @@ type User struct {
 	Email     string
 	FullName  string
 	CreatedAt time.Time
+	Subject   string // the token subject bound at self sign-up; empty if none
+}
+
+// NewUser is what Create stores.
+type NewUser struct {
+	Email    string
+	FullName string
+	Subject  string // binds the user to a token subject (self sign-up); empty for none
 }
 
 // CreateHook runs inside the transaction that inserts a user, after the
@@ -36,18 +44,19 @@ func NewUsers(db *DB, onCreate CreateHook) *Users {
 
 // Create inserts a user with a new UUIDv7 id, and runs the create hook in the
 // same transaction. It expects validated input. An email that another user
-// has, ignoring case, is ErrEmailTaken.
-func (s *Users) Create(ctx context.Context, email, fullName string) (User, error) {
+// has, ignoring case, is ErrEmailTaken; a subject already bound to a user is
+// ErrSubjectTaken.
+func (s *Users) Create(ctx context.Context, in NewUser) (User, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return User{}, fmt.Errorf("create user: new id: %w", err)
 	}
-	u := User{ID: id, Email: email, FullName: fullName}
+	u := User{ID: id, Email: in.Email, FullName: in.FullName, Subject: in.Subject}
 
 	err = s.db.InTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx,
-			`INSERT INTO users (id, email, full_name) VALUES ($1, $2, $3) RETURNING created_at`,
-			pgUUID(u.ID), u.Email, u.FullName,
+			`INSERT INTO users (id, email, full_name, subject) VALUES ($1, $2, $3, $4) RETURNING created_at`,
+			pgUUID(u.ID), u.Email, u.FullName, nullable(u.Subject),
 		).Scan(&u.CreatedAt)
 		if err != nil {
 			return err
@@ -91,8 +100,8 @@ func (s *Users) get(ctx context.Context, id uuid.UUID) (User, bool, error) {
 	var u User
 	var welcomed bool
 	err = conn.QueryRow(ctx,
-		`SELECT id, email, full_name, created_at, welcomed_at IS NOT NULL FROM users WHERE id = $1`, pgUUID(id),
-	).Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &welcomed)
+		`SELECT id, email, full_name, created_at, coalesce(subject, ''), welcomed_at IS NOT NULL FROM users WHERE id = $1`, pgUUID(id),
+	).Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.Subject, &welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, false, ErrNotFound
 	}
@@ -144,4 +153,12 @@ func (s *Users) MarkWelcomedTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) err
 		return fmt.Errorf("mark welcomed: %w", classify(ctx, err))
 	}
 	return nil
+}
+
+// nullable stores the empty string as NULL.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -29,7 +29,7 @@ func TestCreateGet(t *testing.T) {
 	users, _ := setup(t)
 	ctx := t.Context()
 
-	created, err := users.Create(ctx, "Ada@Example.com", "Ada Lovelace")
+	created, err := users.Create(ctx, store.NewUser{Email: "Ada@Example.com", FullName: "Ada Lovelace"})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -57,7 +57,7 @@ func TestIDsSortByCreation(t *testing.T) {
 	users, _ := setup(t)
 	var ids []uuid.UUID
 	for i := range 20 {
-		u, err := users.Create(t.Context(), uuid.NewString()+"@example.com", "User")
+		u, err := users.Create(t.Context(), store.NewUser{Email: uuid.NewString() + "@example.com", FullName: "User"})
 		if err != nil {
 			t.Fatalf("create %d: %v", i, err)
 		}
@@ -72,10 +72,10 @@ func TestEmailTakenIgnoringCase(t *testing.T) {
 	t.Parallel()
 	users, db := setup(t)
 	ctx := t.Context()
-	if _, err := users.Create(ctx, "grace@example.com", "Grace"); err != nil {
+	if _, err := users.Create(ctx, store.NewUser{Email: "grace@example.com", FullName: "Grace"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := users.Create(ctx, "GRACE@Example.COM", "Grace Again")
+	_, err := users.Create(ctx, store.NewUser{Email: "GRACE@Example.COM", FullName: "Grace Again"})
 	if !errors.Is(err, store.ErrEmailTaken) {
 		t.Fatalf("second create: err = %v, want ErrEmailTaken", err)
 	}
@@ -90,7 +90,7 @@ func TestCreateHookRollsBack(t *testing.T) {
 	db := dbtest.New(t, store.Config{MaxConns: 4})
 	boom := errors.New("boom")
 	users := store.NewUsers(db, func(ctx context.Context, tx pgx.Tx, u store.User) error { return boom })
-	if _, err := users.Create(t.Context(), "hook@example.com", "Hook"); !errors.Is(err, boom) {
+	if _, err := users.Create(t.Context(), store.NewUser{Email: "hook@example.com", FullName: "Hook"}); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want the hook's error", err)
 	}
 	var n int
@@ -105,7 +105,7 @@ func TestListWalksAllPages(t *testing.T) {
 	ctx := t.Context()
 	want := make(map[uuid.UUID]bool)
 	for range 53 {
-		u, err := users.Create(ctx, uuid.NewString()+"@example.com", "Listed")
+		u, err := users.Create(ctx, store.NewUser{Email: uuid.NewString() + "@example.com", FullName: "Listed"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func TestListWalksAllPages(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				if _, err := users.Create(ctx, uuid.NewString()+"@example.com", "Concurrent"); err != nil {
+				if _, err := users.Create(ctx, store.NewUser{Email: uuid.NewString() + "@example.com", FullName: "Concurrent"}); err != nil {
 					t.Errorf("concurrent create: %v", err)
 					return
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -34,6 +35,15 @@ type config struct {
 	WebDir          string
 	PprofBind       string
 	MetricsBind     string
+
+	AuthIssuer     string
+	AuthAudience   string
+	AuthJWKSURL    string
+	AuthDisabled   bool
+	WebClientID    string
+	RateLimitRPS   int
+	RateLimitIPRPS int
+	TrustedProxies []netip.Prefix
 }
 
 // loadConfig reads the configuration; an error names the variable at fault.
@@ -57,6 +67,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		WebDir:          getenv("WEB_DIR"),
 		PprofBind:       getenv("PPROF_BIND"),
 		MetricsBind:     getenv("METRICS_BIND"),
+		AuthIssuer:      getenv("AUTH_ISSUER"),
+		AuthAudience:    getenv("AUTH_AUDIENCE"),
+		AuthJWKSURL:     getenv("AUTH_JWKS_URL"),
+		AuthDisabled:    p.bool("AUTH_DISABLED"),
+		WebClientID:     cmp.Or(getenv("WEB_CLIENT_ID"), "usersd-web"),
+		RateLimitRPS:    p.int("RATE_LIMIT_RPS", 100, 0, 1_000_000),
+		RateLimitIPRPS:  p.int("RATE_LIMIT_IP_RPS", 20, 0, 1_000_000),
 	}
 	if p.err != nil {
 		return c, p.err
@@ -94,7 +111,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
 	}
+	for s := range strings.SplitSeq(getenv("TRUSTED_PROXIES"), ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return c, fmt.Errorf("TRUSTED_PROXIES must list IP addresses or CIDR prefixes, not %q", s)
+			}
+			pfx = netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
+	}
 	return c, nil
+}
+
+// checkAuth is the authentication set-up that serving requires: an issuer
+// and an audience, or AUTH_DISABLED=true on purpose.
+func (c config) checkAuth() error {
+	switch {
+	case c.AuthDisabled:
+		return nil
+	case c.AuthIssuer == "":
+		return fmt.Errorf("AUTH_ISSUER is required: the OpenID issuer URL of your callers' tokens (or AUTH_DISABLED=true to run without authentication)")
+	case c.AuthAudience == "":
+		return fmt.Errorf("AUTH_AUDIENCE is required with AUTH_ISSUER: the aud value tokens for usersd carry")
+	}
+	return nil
 }
 
 // parser reads typed variables, keeping the first error.
@@ -113,6 +158,18 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 		p.err = fmt.Errorf("%s must be a duration such as 5s or 250ms, not %q", name, s)
 	}
 	return d
+}
+
+func (p *parser) bool(name string) bool {
+	s := p.getenv(name)
+	if s == "" || p.err != nil {
+		return false
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		p.err = fmt.Errorf("%s must be true or false, not %q", name, s)
+	}
+	return b
 }
 
 func (p *parser) int(name string, def, lo, hi int) int {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/internal/smtptest"
 )
@@ -70,6 +71,15 @@ func binary(t *testing.T) string {
 }
 
 // wait returns usersd's exit code, failing after limit.
+// withAuthOff turns authentication and the client IP limit off, on
+// purpose: for the tests of shutdown, jobs and telemetry, which are about
+// something else (TestBinaryAuthentication runs the binary with it on).
+func withAuthOff(env map[string]string) map[string]string {
+	env["AUTH_DISABLED"] = "true"
+	env["RATE_LIMIT_IP_RPS"] = "0"
+	return env
+}
+
 func wait(t *testing.T, p *proctest.Process, limit time.Duration) int {
 	t.Helper()
 	code, exited := p.Wait(limit)
@@ -84,7 +94,7 @@ func wait(t *testing.T, p *proctest.Process, limit time.Duration) int {
 func TestShutdownDrainsInFlight(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.URL(t)
-	p := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "SHUTDOWN_TIMEOUT": "10s", "RIVER_WORKERS": "1"})
+	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{"DATABASE_URL": dbURL, "SHUTDOWN_TIMEOUT": "10s", "RIVER_WORKERS": "1"}))
 	base := p.URL
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
@@ -206,9 +216,9 @@ func TestShutdownKeepsRunningJob(t *testing.T) {
 			dbURL := dbtest.URL(t)
 			mail := smtptest.New(t)
 			mail.Delay(tc.smtpWait)
-			p := proctest.Start(t, binary(t), map[string]string{
+			p := proctest.Start(t, binary(t), withAuthOff(map[string]string{
 				"DATABASE_URL": dbURL, "SHUTDOWN_TIMEOUT": tc.timeout, "SMTP_URL": "smtp://" + mail.Addr,
-			})
+			}))
 			resp, err := http.Post(p.URL+"/users", "application/json", strings.NewReader(`{"email":"job@example.com","full_name":"Job"}`))
 			if err != nil || resp.StatusCode != http.StatusCreated {
 				t.Fatalf("create: %v %v", resp, err)
@@ -264,11 +274,13 @@ func TestRiverUI(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	off := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "RIVER_WORKERS": "0"})
+	// Bearer authentication on: River UI is outside it, behind its own basic auth.
+	iss := devissuer.StartTest(t, "usersd", "RS256")
+	off := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "RIVER_WORKERS": "0", "AUTH_ISSUER": iss.URL(), "AUTH_AUDIENCE": "usersd"})
 	if code := get(off, "admin", "x"); code != http.StatusNotFound {
 		t.Errorf("without RIVER_UI_PASSWORD: /riverui/ = %d, want 404", code)
 	}
-	on := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "RIVER_WORKERS": "0", "RIVER_UI_PASSWORD": "s3cret"})
+	on := proctest.Start(t, binary(t), map[string]string{"DATABASE_URL": dbURL, "RIVER_WORKERS": "0", "RIVER_UI_PASSWORD": "s3cret", "AUTH_ISSUER": iss.URL(), "AUTH_AUDIENCE": "usersd"})
 	for _, tc := range []struct {
 		user, pass string
 		want       int
@@ -314,13 +326,13 @@ func TestOTLPExport(t *testing.T) {
 	go func() { _ = collector.Serve(ln) }()
 	t.Cleanup(func() { _ = collector.Close() })
 
-	p := proctest.Start(t, binary(t), map[string]string{
+	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{
 		"DATABASE_URL":                dbtest.URL(t),
 		"OTEL_TRACES_EXPORTER":        "otlp",
 		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + ln.Addr().String(),
 		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 		"OTEL_BSP_SCHEDULE_DELAY":     "100",
-	})
+	}))
 	resp, err := http.Post(p.URL+"/users.v1.UserService/CreateUser", "application/json",
 		strings.NewReader(`{"email":"otlp@example.com","fullName":"Otlp"}`))
 	if err != nil || resp.StatusCode != http.StatusOK {

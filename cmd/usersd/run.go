@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/acme/usersd/auth"
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/migrations"
 	"github.com/acme/usersd/server"
@@ -67,6 +68,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := newLogger(cfg, stdout)
 	if cmd == "migrate" {
 		return migrateOnly(ctx, cfg, log)
+	}
+	if err := cfg.checkAuth(); err != nil {
+		return err
 	}
 
 	tel, err := newTelemetry(ctx, cfg)
@@ -133,7 +137,8 @@ func migrateOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 // app is usersd wired up, short of the listener: pool (migrated), River,
 // store and the HTTP handler.
 type app struct {
-	db      *store.DB
+	db       *store.DB
+	verifier *auth.Verifier // nil when authentication is off
 	river   *river.Client[pgx.Tx]
 	health  *server.Health
 	handler http.Handler
@@ -185,7 +190,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 		}
 	}
 
-	mounts := map[string]http.Handler{}
+	mounts, publicMounts := map[string]http.Handler{}, map[string]http.Handler{}
 	if cfg.MetricsBind == "" {
 		mounts["GET /metrics"] = tel.metrics
 	}
@@ -196,18 +201,48 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 		if err != nil {
 			return nil, err
 		}
-		mounts[riverUIPrefix+"/"] = ui
+		publicMounts[riverUIPrefix+"/"] = ui // behind its own basic auth
+	}
+
+	a.verifier, err = newVerifier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if a.verifier != nil {
+		a.closers = append(a.closers, a.verifier.Close)
 	}
 
 	a.health = server.NewHealth(a.db.Ping)
 	a.handler, err = server.New(users, a.health, server.Options{
 		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir,
-		Mounts: mounts, TracerProvider: tel.tp, MeterProvider: tel.mp,
+		Mounts: mounts, PublicMounts: publicMounts, TracerProvider: tel.tp, MeterProvider: tel.mp,
+		Verifier:       a.verifier,
+		WebAuth:        server.WebAuth{Issuer: cfg.AuthIssuer, ClientID: cfg.WebClientID, Scope: "openid " + server.ScopeRead + " " + server.ScopeWrite},
+		RateLimitRPS:   cfg.RateLimitRPS,
+		RateLimitIPRPS: cfg.RateLimitIPRPS,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// newVerifier starts loading the issuer's keys in the background; nil
+// when authentication is off, which is said loudly.
+func newVerifier(cfg config, log *slog.Logger) (*auth.Verifier, error) {
+	if cfg.AuthDisabled {
+		log.Warn("AUTH_DISABLED=true: authentication is OFF; anyone who reaches this port can read and create users")
+		if cfg.AuthIssuer != "" {
+			log.Warn("AUTH_ISSUER is ignored while AUTH_DISABLED=true", "auth_issuer", cfg.AuthIssuer)
+		}
+		return nil, nil
+	}
+	v, err := auth.NewVerifier(auth.Config{Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, JWKSURL: cfg.AuthJWKSURL, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("AUTH_ISSUER / AUTH_JWKS_URL: %w", err)
+	}
+	return v, nil
 }
 
 // close releases what newApp acquired, last first.

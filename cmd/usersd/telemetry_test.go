@@ -24,6 +24,7 @@ import (
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/server"
 )
@@ -46,7 +47,9 @@ func TestTelemetry(t *testing.T) {
 		_ = mp.Shutdown(context.Background())
 	})
 
-	env := map[string]string{"DATABASE_URL": dbtest.URL(t), "RIVER_WORKERS": "2"}
+	iss := devissuer.StartTest(t, "usersd", "ES256")
+	token := iss.Token("telemetry-client", "users:read", "users:write")
+	env := map[string]string{"DATABASE_URL": dbtest.URL(t), "RIVER_WORKERS": "2", "AUTH_ISSUER": iss.URL(), "AUTH_AUDIENCE": "usersd"}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +78,12 @@ func TestTelemetry(t *testing.T) {
 	p.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &p}
 	t.Cleanup(tr.CloseIdleConnections)
-	hc := &http.Client{Transport: tr}
+	hc := &http.Client{Transport: devissuer.Bearer{Token: token, Base: tr}}
+	for deadline := time.Now().Add(10 * time.Second); !a.verifier.Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the issuer's keys did not load within 10 s")
+		}
+	}
 
 	rpc := func(opts ...connect.ClientOption) func(traceparent, email string) error {
 		c := usersv1connect.NewUserServiceClient(hc, base, opts...)
@@ -188,6 +196,14 @@ func TestTelemetry(t *testing.T) {
 				t.Errorf("no access log line with trace_id %s", traceID)
 			}
 		})
+	}
+
+	// The access lines name the caller; no line holds its token.
+	if !strings.Contains(logs.String(), `"subject":"telemetry-client"`) {
+		t.Error("no access line carries the caller's subject")
+	}
+	if strings.Contains(logs.String(), token) || strings.Contains(logs.String(), strings.Split(token, ".")[2]) {
+		t.Error("a log line holds the bearer token")
 	}
 
 	// The welcome job's log line carries the job span's trace.

@@ -3,6 +3,7 @@
 package logtest
 
 import (
+	"io"
 	"log/slog"
 	"testing"
 )
@@ -19,3 +20,6 @@ func (w writer) Write(p []byte) (int, error) {
 	w.t.Log(string(p[:len(p)-1]))
 	return len(p), nil
 }
+
+// Writer writes each line it is given through t.Log.
+func Writer(t testing.TB) io.Writer { return writer{t} }

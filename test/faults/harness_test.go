@@ -62,12 +62,15 @@ func usersdBinary(t testing.TB) string {
 }
 
 // startUsersd runs bin/usersd on a free loopback port against dbURL with the
-// given extra environment, and waits until it is live and ready. The process
+// given extra environment, and waits until it is live and ready.
+// Authentication and the client IP limit are off, on purpose: these tests
+// flood, starve and cut usersd from one address, and authentication has
+// suites of its own (server/auth_test.go, cmd/usersd). The process
 // is stopped with SIGTERM when the test ends; its output goes to the test log
 // when the test fails, and checkUsersdOutput may fail the test.
 func startUsersd(t testing.TB, dbURL string, env map[string]string) *proctest.Process {
 	t.Helper()
-	full := map[string]string{"HOME": os.Getenv("HOME"), "DATABASE_URL": dbURL}
+	full := map[string]string{"HOME": os.Getenv("HOME"), "DATABASE_URL": dbURL, "AUTH_DISABLED": "true", "RATE_LIMIT_IP_RPS": "0"}
 	maps.Copy(full, env)
 	return proctest.Start(t, usersdBinary(t), full,
 		proctest.WaitReady(),
