@@ -4,11 +4,21 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 BUF      := $(TOOL) buf
 NODE_BIN := web-client/node_modules/.bin
 
-.PHONY: run test test-go test-web test-faults fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
+.PHONY: run token test test-go test-web test-faults fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
 
 ## run: start usersd on :8000 with a local PostgreSQL in .devdb/ (or DATABASE_URL)
+## and the development OpenID issuer on DEV_ISSUER_ADDR (unless AUTH_ISSUER is set)
+DEV_ISSUER_ADDR ?= 127.0.0.1:8001
 run: web
-	scripts/run.sh
+	DEV_ISSUER_ADDR=$(DEV_ISSUER_ADDR) scripts/run.sh
+
+## token: print (as the last line) a bearer token from make run's development
+## issuer for SCOPE (default "users:read users:write") and SUB (default dev-user)
+SCOPE ?= users:read users:write
+SUB   ?= dev-user
+token:
+	@mkdir -p bin && $(GO) build -o bin/devissuer ./cmd/devissuer
+	@bin/devissuer token -addr "$(DEV_ISSUER_ADDR)" -scope "$(SCOPE)" -sub "$(SUB)"
 
 ## test: every test suite, against one throwaway PostgreSQL (or TEST_DATABASE_URL)
 test: build web

@@ -17,4 +17,4 @@ func (e *TokenError) Error() string { return e.Reason }
 func (e *TokenError) Unwrap() error { return e.err }
 
 // ErrNoToken is a request without a bearer token.
-var ErrNoToken = &TokenError{Reason: "a bearer token is required (Authorization: Bearer <token>)"}
+var ErrNoToken = &TokenError{Reason: "a bearer token is required: send the header Authorization: Bearer TOKEN"}

@@ -2,6 +2,10 @@
 # run.sh builds and runs usersd. Without DATABASE_URL it first creates (once)
 # and starts a project-local PostgreSQL in .devdb/, which keeps its data
 # across runs; `make devdb-stop` stops it and `make devdb-reset` wipes it.
+# Without AUTH_ISSUER (and without AUTH_DISABLED=true) it also starts the
+# development OpenID issuer (cmd/devissuer) on DEV_ISSUER_ADDR, default
+# 127.0.0.1:8001, and points usersd at it; `make token` prints a token it
+# signed. The issuer stops when usersd does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +34,21 @@ fi
 
 mkdir -p bin
 go build -o bin/usersd ./cmd/usersd
-exec bin/usersd "$@"
+
+if [ -z "${AUTH_ISSUER:-}" ] && [ "${AUTH_DISABLED:-}" != true ]; then
+  addr=${DEV_ISSUER_ADDR:-127.0.0.1:8001}
+  go build -o bin/devissuer ./cmd/devissuer
+  bin/devissuer serve -addr "$addr" -audience usersd &
+  issuer=$!
+  trap 'kill "$issuer" 2>/dev/null || true' EXIT
+  for i in $(seq 50); do
+    curl -sf -o /dev/null "http://$addr/.well-known/openid-configuration" && break
+    kill -0 "$issuer" 2>/dev/null || { echo "run.sh: the development issuer did not start (is $addr taken?)" >&2; exit 1; }
+    [ "$i" = 50 ] && { echo "run.sh: the development issuer did not answer on $addr" >&2; exit 1; }
+    sleep 0.1
+  done
+  export AUTH_ISSUER=http://$addr AUTH_AUDIENCE=usersd
+  echo "run.sh: development issuer at $AUTH_ISSUER; get a token with: TOKEN=\$(make -s token)" >&2
+fi
+
+bin/usersd "$@"

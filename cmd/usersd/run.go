@@ -139,10 +139,10 @@ func migrateOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 type app struct {
 	db       *store.DB
 	verifier *auth.Verifier // nil when authentication is off
-	river   *river.Client[pgx.Tx]
-	health  *server.Health
-	handler http.Handler
-	closers []func()
+	river    *river.Client[pgx.Tx]
+	health   *server.Health
+	handler  http.Handler
+	closers  []func()
 }
 
 // newApp builds usersd from its configuration. It starts River's workers

@@ -6,7 +6,6 @@
 package devissuer
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -355,21 +354,6 @@ func randomString() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// Serve serves the issuer on addr until ctx ends.
-func (i *Issuer) Serve(ctx context.Context, srv *http.Server) error {
-	srv.Handler = i.Handler()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
 }
 
 func isLoopbackURL(s string) bool {
