@@ -111,6 +111,7 @@ func setup(t *testing.T, o setupOpts) *testServer {
 	}
 	if ts.Issuer != nil {
 		ts.Admin = ts.Issuer.Token("admin", server.ScopeRead, server.ScopeWrite)
+		opts.WebAuth.Issuer = ts.Issuer.URL()
 	}
 	users := store.NewUsers(db, jobs.EnqueueWelcome(rc))
 	h := newHandler(t, users, server.NewHealth(db.Ping), opts)
