@@ -4,9 +4,13 @@
 # It needs TEST_DATABASE_URL, a PostgreSQL superuser URL (`make test`
 # provides one; by hand: scripts/with-testdb.sh web-client/scripts/test.sh
 # from the repository root, after `make build web`). It creates a database
-# of its own, starts ../bin/usersd on a free 127.0.0.1 port with the built
-# page (dist/) and a second origin allowed by CORS, runs every test file
-# with node's test runner, and always stops usersd and drops the database.
+# of its own, builds and starts the development OpenID issuer
+# (cmd/devissuer, its key in test-results/) and ../bin/usersd on free
+# 127.0.0.1 ports, usersd with the built page (dist/), a second origin
+# allowed by CORS and authentication against that issuer (rate limits off:
+# the tests fire many calls from one address), mints an admin token for the
+# tests, runs every test file with node's test runner, and always stops
+# usersd and the issuer and drops the database.
 #
 # Environment: CHROMIUM (default /usr/bin/chromium, installed with apt-get
 # when missing), USERSD_BIN (default ../bin/usersd), KEEP_LOG=1 prints the
@@ -24,6 +28,7 @@ die() { log "$*"; exit 1; }
 usersd=${USERSD_BIN:-$repo/bin/usersd}
 [ -x "$usersd" ] || die "$usersd is missing: run 'make build' first"
 command -v psql >/dev/null || die "psql is missing: apt-get install postgresql-client"
+command -v go >/dev/null || die "go is missing: it builds the development issuer (cmd/devissuer)"
 
 # Dependencies, when node_modules is missing or older than the lock file.
 stamp=node_modules/.package-lock.json
@@ -48,13 +53,20 @@ fi
 npm run --silent typecheck >&2
 npm run --silent build >&2
 
-# Two free ports: usersd's, and the second origin the CORS test serves the page from.
-read -r port cors_port < <(node -e '
+# The development issuer, built every time (Go's cache makes that quick).
+devissuer=$repo/bin/devissuer
+(cd "$repo" && go build -o "$devissuer" ./cmd/devissuer) || die "could not build cmd/devissuer"
+
+# Three free ports: usersd's, the second origin the CORS test serves the
+# page from, and the issuer's.
+read -r port cors_port issuer_port < <(node -e '
   const net = require("node:net");
-  const a = net.createServer().listen(0, "127.0.0.1", () => {
-    const b = net.createServer().listen(0, "127.0.0.1", () => {
-      console.log(a.address().port, b.address().port); a.close(); b.close();
-    });
+  const servers = [0, 1, 2].map(() => net.createServer());
+  let ready = 0;
+  for (const s of servers) s.listen(0, "127.0.0.1", () => {
+    if (++ready < servers.length) return;
+    console.log(servers.map((t) => t.address().port).join(" "));
+    for (const t of servers) t.close();
   });')
 
 # A database of our own, named after a random suffix.
@@ -67,21 +79,31 @@ results=$web/test-results
 rm -rf "$results"
 mkdir -p "$results"
 usersd_log=$results/usersd.log
+issuer_log=$results/devissuer.log
+issuer_key=$results/devissuer-key.pem
 pid=
+issuer_pid=
+
+stop() { # stop PID: SIGTERM, then SIGKILL after 5 s
+  local p=$1
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
+  kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
 
 cleanup() {
   local rc=$?
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  stop "$pid"
+  stop "$issuer_pid"
   psql "$TEST_DATABASE_URL" -qAtX -v ON_ERROR_STOP=1 -c "drop database if exists $db with (force)" >/dev/null ||
     log "could not drop database $db"
   if [ "$rc" != 0 ] || [ -n "${KEEP_LOG:-}" ]; then
     log "usersd log ($usersd_log), last 40 lines:"
     tail -n 40 "$usersd_log" >&2 || true
+    log "devissuer log ($issuer_log), last 10 lines:"
+    tail -n 10 "$issuer_log" >&2 || true
   fi
   exit "$rc"
 }
@@ -90,25 +112,48 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 psql "$TEST_DATABASE_URL" -qAtX -v ON_ERROR_STOP=1 -c "create database $db" >/dev/null
-log "database $db, usersd on 127.0.0.1:$port, CORS origin http://127.0.0.1:$cors_port"
+issuer_addr=127.0.0.1:$issuer_port
+issuer_url=http://$issuer_addr
+log "database $db, usersd on 127.0.0.1:$port, CORS origin http://127.0.0.1:$cors_port, issuer $issuer_url"
+
+"$devissuer" serve -addr "$issuer_addr" -audience usersd -key "$issuer_key" >"$issuer_log" 2>&1 &
+issuer_pid=$!
+for i in $(seq 100); do
+  kill -0 "$issuer_pid" 2>/dev/null || die "the development issuer exited during start-up"
+  curl -sf -o /dev/null "$issuer_url/.well-known/openid-configuration" && break
+  [ "$i" = 100 ] && die "the development issuer did not answer within 10 s"
+  sleep 0.1
+done
 
 DATABASE_URL=$db_url \
 BIND=127.0.0.1:$port \
 WEB_DIR=$web/dist \
 RIVER_WORKERS=0 \
 CORS_ALLOWED_ORIGINS=http://127.0.0.1:$cors_port \
+AUTH_ISSUER=$issuer_url \
+AUTH_AUDIENCE=usersd \
+RATE_LIMIT_RPS=0 \
+RATE_LIMIT_IP_RPS=0 \
 LOG_FORMAT=text \
   "$usersd" >"$usersd_log" 2>&1 &
 pid=$!
 
+# A token with both scopes for the tests (the same key file as the issuer's).
+token=$("$devissuer" token -addr "$issuer_addr" -audience usersd -key "$issuer_key" \
+  -scope "users:read users:write" -sub web-client-tests-admin)
+
+# Ready means healthy and checking tokens (the issuer's keys are loaded).
 url=http://127.0.0.1:$port
 for i in $(seq 300); do
   kill -0 "$pid" 2>/dev/null || die "usersd exited during start-up"
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/healthz" 2>/dev/null || true)" = 200 ] && break
-  [ "$i" = 300 ] && die "usersd did not turn healthy within 30 s"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/healthz" 2>/dev/null || true)" = 200 ] &&
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+      "$url/users?page_size=1" 2>/dev/null || true)" = 200 ] && break
+  [ "$i" = 300 ] && die "usersd did not turn healthy (and accept a token) within 30 s"
   sleep 0.1
 done
 
-export USERSD_URL=$url CORS_ORIGIN_PORT=$cors_port RESULTS_DIR=$results
+export USERSD_URL=$url CORS_ORIGIN_PORT=$cors_port RESULTS_DIR=$results USERSD_TOKEN=$token \
+  ISSUER_URL=$issuer_url ISSUER_ADDR=$issuer_addr ISSUER_KEY=$issuer_key DEVISSUER_BIN=$devissuer
 node --import tsx --test --test-reporter=spec \
   test/node/*.test.ts test/browser/*.test.ts

@@ -8,6 +8,13 @@ import { UserService } from "./gen/users/v1/users_pb.js";
 /** The wire protocols a browser can speak to usersd. */
 export type Protocol = "connect" | "grpc-web";
 
+/**
+ * A source of access tokens, asked before every call: the token to send,
+ * or undefined to send none (signed out). It may be async, e.g. to refresh
+ * a token that is about to expire.
+ */
+export type TokenSource = () => string | undefined | Promise<string | undefined>;
+
 export interface UserClientOptions {
   /** "connect" (the default) or "grpc-web". */
   protocol?: Protocol;
@@ -17,9 +24,16 @@ export interface UserClientOptions {
    * gRPC-Web (whose JSON flavour few servers other than Connect's accept).
    */
   binary?: boolean;
+  /**
+   * The access token for usersd, asked before every call and sent as
+   * `Authorization: Bearer <token>` (on Connect and gRPC-Web alike). When
+   * it is missing or returns undefined, calls go without a token, which
+   * usersd answers with unauthenticated unless its authentication is off.
+   */
+  token?: TokenSource;
   /** Deadline of each call in milliseconds, sent to the server too. Default 10 s. */
   timeoutMs?: number;
-  /** Interceptors run around every call, e.g. to add an auth header. */
+  /** Interceptors run around every call, after the one that adds the token. */
   interceptors?: Interceptor[];
   /** The fetch to use; defaults to globalThis.fetch. */
   fetch?: typeof globalThis.fetch;
@@ -27,6 +41,22 @@ export interface UserClientOptions {
 
 /** A client for users.v1.UserService: createUser, getUser, listUsers. */
 export type UserClient = Client<typeof UserService>;
+
+/**
+ * bearerToken is a Connect interceptor that sets `Authorization: Bearer
+ * <token>` on every request whose token source returns a token. It works
+ * with any Connect-ES transport (connect-web, connect-node; Connect, gRPC,
+ * gRPC-Web).
+ */
+export function bearerToken(token: TokenSource): Interceptor {
+  return (next) => async (req) => {
+    const t = await token();
+    if (t !== undefined && t !== "") {
+      req.header.set("Authorization", `Bearer ${t}`);
+    }
+    return next(req);
+  };
+}
 
 /**
  * createUserClient returns a client for the usersd at baseUrl, e.g.
@@ -37,7 +67,7 @@ export function createUserClient(baseUrl: string, options: UserClientOptions = {
   const common = {
     baseUrl: baseUrl.replace(/\/+$/, ""),
     defaultTimeoutMs: options.timeoutMs ?? 10_000,
-    interceptors: options.interceptors ?? [],
+    interceptors: [...(options.token ? [bearerToken(options.token)] : []), ...(options.interceptors ?? [])],
     ...(options.fetch ? { fetch: options.fetch } : {}),
   };
   switch (protocol) {

@@ -15,6 +15,9 @@ const fieldLabels: Readonly<Record<FormField, string>> = {
   page_token: "Page token",
 };
 
+/** The message of usersd's already_exists for a second self sign-up. */
+const ACCOUNT_HAS_USER = "this account already has a user";
+
 function isFormField(s: string): s is FormField {
   return Object.hasOwn(fieldLabels, s);
 }
@@ -43,7 +46,11 @@ export interface FormError {
  * formErrorOf maps an error thrown by a UserClient call to a field and a
  * message. invalid_argument uses the google.rpc.BadRequest detail to find
  * the field; already_exists belongs to "email" and not_found to "id" (only
- * CreateUser returns already_exists, and only GetUser returns not_found).
+ * CreateUser returns already_exists, and only GetUser returns not_found),
+ * except the already_exists of a second self sign-up ("This account already
+ * has a user."), which is about the account, not the email. unauthenticated
+ * asks the user to sign in; permission_denied says "Not allowed: " and the
+ * server's reason. Neither has a field.
  */
 export function formErrorOf(err: unknown): FormError {
   const ce = ConnectError.from(err);
@@ -61,13 +68,29 @@ export function formErrorOf(err: unknown): FormError {
       return { code: ce.code, message: sentence(ce.rawMessage || "the request is invalid"), network: false };
     }
     case Code.AlreadyExists:
+      if (ce.rawMessage === ACCOUNT_HAS_USER) {
+        // Self sign-up: this token's subject already created its one user.
+        return { code: ce.code, message: "This account already has a user.", network: false };
+      }
       return { code: ce.code, field: "email", message: "A user with this email already exists.", network: false };
     case Code.NotFound:
       return { code: ce.code, field: "id", message: "No user has this id.", network: false };
     case Code.DeadlineExceeded:
       return { code: ce.code, message: "The server took too long to answer. Try again.", network: false };
-    case Code.ResourceExhausted:
+    case Code.ResourceExhausted: {
+      const retryAfter = ce.metadata.get("Retry-After");
+      if (retryAfter !== null || /too many requests/i.test(ce.rawMessage)) {
+        const wait = retryAfter !== null && /^\d+$/.test(retryAfter) ? ` in ${retryAfter} s` : " in a moment";
+        return { code: ce.code, message: `Too many requests. Try again${wait}.`, network: false };
+      }
       return { code: ce.code, message: "The request is too large.", network: false };
+    }
+    case Code.Unauthenticated:
+      return { code: ce.code, message: "Sign in first: the server needs a valid sign-in for this call.", network: false };
+    case Code.PermissionDenied: {
+      const why = ce.rawMessage.replace(/^permission denied:\s*/i, "").trim();
+      return { code: ce.code, message: sentence(why === "" ? "Not allowed" : `Not allowed: ${why}`), network: false };
+    }
   }
   if (isNetworkError(ce)) {
     return { code: ce.code, message: "Cannot reach the server. Check your connection and try again.", network: true };
@@ -76,6 +99,23 @@ export function formErrorOf(err: unknown): FormError {
     return { code: ce.code, message: "The service is temporarily unavailable. Try again in a moment.", network: false };
   }
   return { code: ce.code, message: "Something went wrong on the server. Try again later.", network: false };
+}
+
+/**
+ * isUnauthenticated reports whether usersd refused the call for want of a
+ * valid token (none, expired, or not for usersd): sign in (again).
+ */
+export function isUnauthenticated(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.Unauthenticated;
+}
+
+/**
+ * isPermissionDenied reports whether usersd refused the call because the
+ * token, though valid, lacks the scope for it (and the call is not on the
+ * caller's own user).
+ */
+export function isPermissionDenied(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.PermissionDenied;
 }
 
 /**

@@ -1,6 +1,14 @@
 // @acme/usersd-web-client: a typed Connect-ES client for usersd.
 
-export { createUserClient, type Protocol, type UserClient, type UserClientOptions } from "./client.js";
-export { diagnoseNetworkError, formErrorOf, isNetworkError, type FormError, type FormField } from "./errors.js";
+export { bearerToken, createUserClient, type Protocol, type TokenSource, type UserClient, type UserClientOptions } from "./client.js";
+export {
+  diagnoseNetworkError,
+  formErrorOf,
+  isNetworkError,
+  isPermissionDenied,
+  isUnauthenticated,
+  type FormError,
+  type FormField,
+} from "./errors.js";
 export { BadRequestSchema, FieldViolationSchema, type BadRequest, type FieldViolation } from "./error_details.js";
 export * from "./gen/users/v1/users_pb.js";

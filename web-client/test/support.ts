@@ -1,6 +1,10 @@
 // Shared helpers of the Node and browser tests. scripts/test.sh starts
-// usersd and passes its address in USERSD_URL.
+// usersd and the development issuer and passes their addresses (USERSD_URL,
+// ISSUER_URL), an admin token (USERSD_TOKEN) and what minting more tokens
+// takes (DEVISSUER_BIN, ISSUER_ADDR, ISSUER_KEY).
 
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -8,6 +12,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { ConnectError } from "@connectrpc/connect";
 
 export function env(name: string): string {
   const v = process.env[name];
@@ -19,6 +25,34 @@ export function env(name: string): string {
 
 /** Where the usersd under test listens, e.g. http://127.0.0.1:41234 */
 export const usersdUrl = env("USERSD_URL").replace(/\/+$/, "");
+
+/** The development issuer usersd trusts, e.g. http://127.0.0.1:41236 */
+export const issuerUrl = env("ISSUER_URL").replace(/\/+$/, "");
+
+/** A token with both scopes (users:read users:write), for tests about something else. */
+export const adminToken = env("USERSD_TOKEN");
+
+/**
+ * mintToken returns a token from the development issuer for subject with
+ * these scopes (none: a token that may only sign itself up), signed with
+ * the issuer's key by `devissuer token`. opts.ttl is a Go duration
+ * ("-1m" for one that has expired); opts.key another key file (created
+ * when missing) for a token usersd must not trust; opts.audience another aud.
+ */
+export function mintToken(
+  subject: string,
+  scopes: readonly string[],
+  opts: { ttl?: string; key?: string; audience?: string } = {},
+): string {
+  const args = ["token", "-addr", env("ISSUER_ADDR"), "-audience", opts.audience ?? "usersd", "-key", opts.key ?? env("ISSUER_KEY")];
+  args.push("-scope", scopes.join(" "), "-sub", subject, "-ttl", opts.ttl ?? "1h");
+  return execFileSync(env("DEVISSUER_BIN"), args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+}
+
+/** A subject no other test uses: tag-<random> */
+export function uniqueSubject(tag: string): string {
+  return `${tag}-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+}
 
 export const webRoot = fileURLToPath(new URL("..", import.meta.url));
 export const distDir = join(webRoot, "dist");
@@ -81,4 +115,15 @@ export async function closedPort(): Promise<number> {
   const s = await serveStatic(distDir);
   await s.close();
   return Number(new URL(s.origin).port);
+}
+
+/** The ConnectError that p rejects with; fails the test when p resolves. */
+export async function rejection(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected the call to fail");
 }

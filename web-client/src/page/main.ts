@@ -1,13 +1,30 @@
-// The demo page: create a user, look one up, list users page by page, over
-// Connect or gRPC-Web. The API is the page's own origin unless the query
-// says otherwise: ?api=http://127.0.0.1:8000
+// The demo page: sign in, create a user, look one up, list users page by
+// page, over Connect or gRPC-Web. The API is the page's own origin unless
+// the query says otherwise: ?api=http://127.0.0.1:8000
+//
+// On load the page reads the API's /config.json: with auth_disabled it
+// shows no sign-in and calls without a token; otherwise it signs in against
+// the issuer named there (auth.ts: code flow with PKCE) and sends the token
+// on every call, over both protocols.
 
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
 import { createUserClient, type Protocol, type UserClient } from "../client.js";
 import { diagnoseNetworkError, formErrorOf, type FormError, type FormField } from "../errors.js";
 import type { User } from "../gen/users/v1/users_pb.js";
+import {
+  SignInError,
+  currentSession,
+  finishSignIn,
+  loadConfig,
+  msUntilExpiry,
+  signOut,
+  startSignIn,
+  takeRedirect,
+  type Session,
+  type WebConfig,
+} from "./auth.js";
 
 const PAGE_SIZE = 5;
 
@@ -31,6 +48,11 @@ function hideBanner(): void {
   banner.hidden = true;
   banner.textContent = "";
 }
+
+// Back from the issuer's sign-in page? This puts the address the sign-in
+// started from (with its ?api=...) back in the address bar, without the
+// code, before anything reads the query.
+const redirect = takeRedirect();
 
 /** The API base URL: ?api=... when it is an http(s) URL, else this page's origin. */
 function apiBaseUrl(): string {
@@ -61,10 +83,143 @@ function currentProtocol(): Protocol {
 function clientFor(protocol: Protocol): UserClient {
   let c = clients.get(protocol);
   if (c === undefined) {
-    c = createUserClient(baseUrl, { protocol });
+    c = createUserClient(baseUrl, { protocol, token: () => session()?.token });
     clients.set(protocol, c);
   }
   return c;
+}
+
+// --- sign-in ------------------------------------------------------------------
+
+/** What /config.json said; undefined until it arrived (or when it could not be read). */
+let config: WebConfig | undefined;
+
+const authBox = el("auth");
+const authStatus = el("auth-status");
+const signInButton = el<HTMLButtonElement>("sign-in");
+const signOutButton = el<HTMLButtonElement>("sign-out");
+let expiryTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** The signed-in session, undefined when signed out (or sign-in is off). Drops an expired token. */
+function session(): Session | undefined {
+  if (config === undefined || config.auth_disabled || config.issuer === undefined) return undefined;
+  return currentSession(config.issuer);
+}
+
+function signedIn(): boolean {
+  return session() !== undefined;
+}
+
+/** May the page call the API now: signed in, or no sign-in needed. */
+function mayCall(): boolean {
+  return config !== undefined && (config.auth_disabled === true || signedIn());
+}
+
+function renderAuth(): void {
+  clearTimeout(expiryTimer);
+  if (config === undefined || config.auth_disabled) {
+    authBox.hidden = true;
+    return;
+  }
+  authBox.hidden = false;
+  const s = session();
+  authBox.classList.toggle("signed-in", s !== undefined);
+  signInButton.hidden = s !== undefined;
+  signOutButton.hidden = s === undefined;
+  if (s === undefined) {
+    authStatus.textContent = "Signed out: sign in to call the API.";
+    return;
+  }
+  const scopes = s.scopes.filter((x) => x !== "openid");
+  authStatus.textContent =
+    `Signed in as ${s.subject || "(no subject)"}, scopes: ` +
+    (scopes.length > 0 ? scopes.join(" ") : "none (you may create your own user and look it up)") +
+    `. Until ${new Date(s.expiresAt).toLocaleTimeString()}.`;
+  // Back to signed out when the token expires.
+  expiryTimer = setTimeout(onExpired, Math.min(Math.max(msUntilExpiry(s), 0) + 50, 2 ** 31 - 1));
+}
+
+function onExpired(): void {
+  if (!signedIn()) {
+    renderAuth();
+    forgetData();
+    showBanner("Your sign-in has expired: sign in again to call the API.");
+    lastCall.textContent = "Signed out: the sign-in expired.";
+  } else {
+    renderAuth();
+  }
+}
+
+/** Removes what the signed-in user fetched: the list and the lookup result. */
+function forgetData(): void {
+  userRows.replaceChildren();
+  listLoaded = false;
+  nextToken = "";
+  more.hidden = true;
+  lookupResult.hidden = true;
+  createResult.textContent = "";
+  clearFieldErrors("email", "full_name", "id", "page_size", "page_token");
+  createError.textContent = "";
+  listStatus.textContent = mayCall() ? "" : "Sign in to list users.";
+}
+
+signInButton.addEventListener("click", () => {
+  if (config === undefined) return;
+  const cfg = config;
+  void busy([signInButton], async () => {
+    hideBanner();
+    authStatus.textContent = "Going to the sign-in page…";
+    try {
+      await startSignIn(cfg); // navigates away
+    } catch (err) {
+      renderAuth();
+      showBanner(err instanceof SignInError ? err.message : `Sign-in failed: ${String(err)}`);
+    }
+  });
+});
+
+signOutButton.addEventListener("click", () => {
+  signOut();
+  hideBanner();
+  renderAuth();
+  forgetData();
+  lastCall.textContent = "Signed out.";
+});
+
+/** Reads /config.json, finishes a sign-in coming back from the issuer, and loads the list. */
+async function start(): Promise<void> {
+  try {
+    config = await loadConfig(baseUrl);
+  } catch (err) {
+    if (err instanceof SignInError) {
+      // An API without /config.json: call without a token and see.
+      showBanner(err.message);
+      config = { auth_disabled: true };
+      renderAuth();
+      await loadPage(true);
+      return;
+    }
+    lastCall.textContent = "GET /config.json: no answer (network error)";
+    showBanner(await networkMessage());
+    listStatus.textContent = "";
+    return;
+  }
+  if (redirect !== undefined && !config.auth_disabled) {
+    authStatus.textContent = "Finishing sign-in…";
+    authBox.hidden = false;
+    signInButton.hidden = true;
+    try {
+      await finishSignIn(config, redirect);
+    } catch (err) {
+      showBanner(err instanceof SignInError ? err.message : `Sign-in failed: ${String(err)}`);
+    }
+  }
+  renderAuth();
+  if (mayCall()) {
+    await loadPage(true);
+  } else {
+    listStatus.textContent = "Sign in to list users.";
+  }
 }
 
 function codeName(code: Code): string {
@@ -72,16 +227,19 @@ function codeName(code: Code): string {
 }
 
 /**
- * call runs one RPC over the selected protocol and records it in the footer.
- * On failure it shows network problems in the banner, gives field errors to
- * onFieldError, shows the rest in the banner too, and returns undefined.
+ * call runs one RPC over the selected protocol (with the token, when signed
+ * in) and records it in the footer. On failure it shows network problems
+ * and sign-in problems (unauthenticated) in the banner, offers the rest to
+ * onError, which returns true when it showed the error at its form, shows
+ * what onError did not take in the banner too, and returns undefined.
  */
 async function call<T>(
   rpc: string,
   fn: (c: UserClient) => Promise<T>,
-  onFieldError: (fe: FormError & { field: FormField }) => boolean,
+  onError: (fe: FormError) => boolean,
 ): Promise<T | undefined> {
   const protocol = currentProtocol();
+  const hadToken = signedIn();
   const started = performance.now();
   const took = () => `${Math.round(performance.now() - started)} ms`;
   try {
@@ -95,7 +253,20 @@ async function call<T>(
     lastCall.textContent = `${rpc} over ${protocolNames[protocol]}: ${outcome} after ${took()}`;
     if (fe.network) {
       showBanner(await networkMessage());
-    } else if (fe.field !== undefined && onFieldError({ ...fe, field: fe.field })) {
+    } else if (fe.code === Code.Unauthenticated) {
+      if (hadToken) {
+        // The server no longer takes this token (expired, or its key was
+        // withdrawn): forget it, and say so.
+        signOut();
+        renderAuth();
+        forgetData();
+        showBanner(`Your sign-in is no longer accepted: sign in again. (${ConnectError.from(err).rawMessage})`);
+      } else if (config !== undefined && !config.auth_disabled) {
+        showBanner("You are signed out: sign in to call the API.");
+      } else {
+        showBanner(fe.message);
+      }
+    } else if (onError(fe)) {
       hideBanner();
     } else {
       showBanner(fe.message);
@@ -157,18 +328,28 @@ function created(u: User, withZone = true): string {
 // Create.
 const createForm = el<HTMLFormElement>("create-form");
 const createResult = el("create-result");
+const createError = el("create-error");
 createForm.addEventListener("submit", (ev) => {
   ev.preventDefault();
   clearFieldErrors("email", "full_name");
   createResult.textContent = "";
+  createError.textContent = "";
   const email = inputs.email?.value ?? "";
   const fullName = inputs.full_name?.value ?? "";
   void busy([...createForm.querySelectorAll("button")], async () => {
     const res = await call("CreateUser", (c) => c.createUser({ email, fullName }), (fe) => {
-      if (fe.field !== "email" && fe.field !== "full_name") return false;
-      setFieldError(fe.field, fe.message);
-      inputs[fe.field]?.focus();
-      return true;
+      if (fe.field === "email" || fe.field === "full_name") {
+        setFieldError(fe.field, fe.message);
+        inputs[fe.field]?.focus();
+        return true;
+      }
+      // "This account already has a user." (self sign-up, second time) and
+      // "Not allowed: ..." belong to the form as a whole.
+      if (fe.field === undefined && (fe.code === Code.AlreadyExists || fe.code === Code.PermissionDenied)) {
+        createError.textContent = fe.message;
+        return true;
+      }
+      return false;
     });
     const u = res?.user;
     if (u === undefined) return;
@@ -192,7 +373,7 @@ lookupForm.addEventListener("submit", (ev) => {
   const id = (inputs.id?.value ?? "").trim();
   void busy([...lookupForm.querySelectorAll("button")], async () => {
     const res = await call("GetUser", (c) => c.getUser({ id }), (fe) => {
-      if (fe.field !== "id") return false;
+      if (fe.field !== "id" && fe.code !== Code.PermissionDenied) return false;
       setFieldError("id", fe.message);
       return true;
     });
@@ -234,8 +415,16 @@ async function loadPage(first: boolean): Promise<void> {
   clearFieldErrors("page_size", "page_token");
   await busy([more, reload], async () => {
     const res = await call("ListUsers", (c) => c.listUsers({ pageSize: PAGE_SIZE, pageToken: first ? "" : nextToken }), (fe) => {
-      setFieldError(fe.field, fe.message);
-      return true;
+      if (fe.field !== undefined) {
+        setFieldError(fe.field, fe.message);
+        return true;
+      }
+      if (fe.code === Code.PermissionDenied) {
+        // "Not allowed: this call needs the users:read scope." shows at the list.
+        el("list-error").textContent = fe.message;
+        return true;
+      }
+      return false;
     });
     if (res === undefined) return;
     if (first) userRows.replaceChildren();
@@ -256,4 +445,4 @@ function showListStatus(): void {
 more.addEventListener("click", () => void loadPage(false));
 reload.addEventListener("click", () => void loadPage(true));
 
-void loadPage(true);
+void start();

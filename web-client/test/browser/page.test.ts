@@ -1,16 +1,31 @@
 // The page in headless Chromium (Debian's, driven by playwright-core):
-// served by usersd itself, then from a second origin that usersd allows by
-// CORS, a third that it does not, and against a server that is down.
-// Each step saves a screenshot in test-results/.
+// served by usersd itself (signed out, signed in at the development
+// issuer with both scopes, signed out again, an expired token), self
+// sign-up with a token without scopes, then from a second origin that
+// usersd allows by CORS, a third that it does not, and against a server
+// that is down. Each step saves a screenshot in test-results/.
 
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page, type Request } from "playwright-core";
 
 import { createUserClient } from "../../src/index.js";
-import { closedPort, distDir, env, resultsDir, serveStatic, uniqueEmail, usersdUrl, type StaticServer } from "../support.js";
+import {
+  adminToken,
+  closedPort,
+  distDir,
+  env,
+  issuerUrl,
+  resultsDir,
+  serveStatic,
+  uniqueEmail,
+  uniqueSubject,
+  usersdUrl,
+  type StaticServer,
+} from "../support.js";
 
 const chromiumArgs = [
   "--headless",
@@ -37,13 +52,21 @@ after(async () => {
   await browser?.close();
 });
 
-/** A fresh page that fails the test on any uncaught exception in it. */
-async function open(url: string): Promise<{ ctx: BrowserContext; page: Page; errors: string[] }> {
+/**
+ * A fresh page (in a context of its own: its own sessionStorage) that
+ * collects uncaught exceptions and Content-Security-Policy violations in
+ * errors, for the tests to assert there are none.
+ */
+async function open(url: string, setup?: (page: Page) => Promise<void>): Promise<{ ctx: BrowserContext; page: Page; errors: string[] }> {
   const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await ctx.newPage();
   page.setDefaultTimeout(10_000);
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
+  });
+  await setup?.(page);
   await page.goto(url);
   return { ctx, page, errors };
 }
@@ -59,11 +82,50 @@ async function listIdle(page: Page): Promise<void> {
   await page.waitForFunction(() => !(document.getElementById("list-reload") as HTMLButtonElement).disabled);
 }
 
+const SIGNED_OUT = "Signed out: sign in to call the API.";
+const SIGN_IN_PLEASE = "You are signed out: sign in to call the API.";
+
+/** The access token the page keeps in sessionStorage, "" when none. */
+async function storedToken(page: Page): Promise<string> {
+  const raw = await page.evaluate(() => sessionStorage.getItem("usersd.token"));
+  return raw === null ? "" : ((JSON.parse(raw) as { accessToken?: string }).accessToken ?? "");
+}
+
+/** The Authorization header of a request the page sent ("" when none). */
+async function authorization(req: Request): Promise<string> {
+  return (await req.allHeaders())["authorization"] ?? "";
+}
+
+/**
+ * signIn clicks the page's Sign in button, signs in as subject at the
+ * development issuer's form (which must have both scopes checked, as the
+ * page asks for them), keeping both scopes or none, and waits until the
+ * page is back and signed in. It returns the authorization request's URL.
+ */
+async function signIn(page: Page, subject: string, scopes: "both" | "none", shotName?: string): Promise<URL> {
+  const pageUrl = new URL(page.url());
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(`${issuerUrl}/authorize?`)), page.click("#sign-in")]);
+  const authorize = new URL(page.url());
+  for (const scope of ["users:read", "users:write"]) {
+    assert.equal(await page.isChecked(`input[name="scope"][value="${scope}"]`), true, `${scope} is requested`);
+  }
+  await page.fill("#subject", subject);
+  if (scopes === "none") {
+    await page.uncheck('input[name="scope"][value="users:read"]');
+    await page.uncheck('input[name="scope"][value="users:write"]');
+  }
+  if (shotName) await shot(page, shotName);
+  await Promise.all([page.waitForURL((u) => u.origin === pageUrl.origin), page.click("#approve")]);
+  await page.locator("#auth-status", { hasText: `Signed in as ${subject},` }).waitFor();
+  return authorize;
+}
+
 describe("the page served by usersd", () => {
   let page: Page;
   let ctx: BrowserContext;
   let errors: string[];
   const email = uniqueEmail("browser");
+  const subject = uniqueSubject("browser-admin");
   let id = "";
 
   before(async () => {
@@ -73,16 +135,76 @@ describe("the page served by usersd", () => {
     await ctx?.close();
   });
 
-  it("loads, talking to its own origin", async () => {
-    assert.equal(await text(page, "h1"), "usersd");
-    assert.equal(await text(page, "#api-url"), usersdUrl);
-    await page.locator("#list-status", { hasText: /shown|No users yet/ }).waitFor();
-    assert.equal(await page.locator("#lookup-result").isHidden(), true, "no lookup result yet");
-    assert.equal(await page.locator("#banner").isHidden(), true);
-    await shot(page, "01-loaded");
+  it("is served under its Content-Security-Policy, without inline scripts or styles", async () => {
+    const res = await page.request.get(`${usersdUrl}/`);
+    const csp = res.headers()["content-security-policy"] ?? "";
+    assert.match(csp, /script-src 'self';/);
+    assert.match(csp, /style-src 'self';/);
+    assert.ok(csp.includes(`connect-src 'self' ${issuerUrl};`), csp);
+    assert.equal(res.headers()["referrer-policy"], "no-referrer");
+    // The built page: no inline script, no <style>, no style attribute.
+    const html = await readFile(join(distDir, "index.html"), "utf8");
+    assert.doesNotMatch(html, /<style|\sstyle=/i);
+    for (const m of html.matchAll(/<script\b[^>]*>/gi)) assert.match(m[0], /\ssrc=/, `inline script: ${m[0]}`);
+    const js = await readFile(join(distDir, "app.js"), "utf8");
+    assert.doesNotMatch(js, /innerHTML|insertAdjacentHTML|setAttribute\("style"|\beval\(|new Function\(/);
   });
 
-  it("creates a user through the form over Connect", async () => {
+  it("loads signed out, talking to its own origin, and says so", async () => {
+    assert.equal(await text(page, "h1"), "usersd");
+    assert.equal(await text(page, "#api-url"), usersdUrl);
+    await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor();
+    assert.equal(await page.locator("#sign-in").isVisible(), true);
+    assert.equal(await page.locator("#sign-out").isHidden(), true);
+    assert.equal(await text(page, "#list-status"), "Sign in to list users.");
+    assert.equal(await page.locator("#users tr").count(), 0);
+    assert.equal(await page.locator("#lookup-result").isHidden(), true, "no lookup result yet");
+    assert.equal(await page.locator("#banner").isHidden(), true);
+    assert.equal(await storedToken(page), "");
+    await shot(page, "01-signed-out");
+  });
+
+  it("asks to sign in when a create is attempted signed out", async () => {
+    await page.fill("#email", uniqueEmail("signed-out"));
+    await page.fill("#full-name", "Nobody Yet");
+    const [req] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/CreateUser")),
+      page.click("#create-form button[type=submit]"),
+    ]);
+    assert.equal(await authorization(req), "", "no token to send");
+    await page.locator("#banner", { hasText: SIGN_IN_PLEASE }).waitFor();
+    assert.match(await text(page, "#last-call"), /^CreateUser over Connect: unauthenticated/);
+    assert.equal(await text(page, "#create-result"), "");
+    await shot(page, "02-signed-out-create");
+  });
+
+  it("signs in at the issuer with both scopes and comes back signed in", async () => {
+    const authorize = await signIn(page, subject, "both", "03-issuer-sign-in");
+    const q = authorize.searchParams;
+    assert.equal(q.get("response_type"), "code");
+    assert.equal(q.get("client_id"), "usersd-web");
+    assert.equal(q.get("redirect_uri"), `${usersdUrl}/`, "the page's own URL");
+    assert.equal(q.get("code_challenge_method"), "S256");
+    assert.match(q.get("code_challenge") ?? "", /^[A-Za-z0-9_-]{43}$/);
+    assert.match(q.get("state") ?? "", /^[A-Za-z0-9_-]{16,}$/);
+    assert.deepEqual((q.get("scope") ?? "").split(" ").sort(), ["openid", "users:read", "users:write"]);
+
+    assert.equal(page.url(), `${usersdUrl}/`, "code and state are gone from the address bar");
+    assert.match(await text(page, "#auth-status"), new RegExp(`^Signed in as ${subject}, scopes: users:read users:write\\.`));
+    assert.equal(await page.locator("#sign-in").isHidden(), true);
+    assert.equal(await page.locator("#sign-out").isVisible(), true);
+    assert.match(await storedToken(page), /^[\w-]+\.[\w-]+\.[\w-]+$/, "a JWT in sessionStorage");
+    const storage = await page.evaluate(() => ({
+      local: localStorage.length,
+      pending: sessionStorage.getItem("usersd.signin"),
+    }));
+    assert.deepEqual(storage, { local: 0, pending: null }, "nothing in localStorage; the pending sign-in is used up");
+    await page.locator("#list-status", { hasText: /shown|No users yet/ }).waitFor();
+    assert.equal(await page.locator("#banner").isHidden(), true);
+    await shot(page, "04-signed-in");
+  });
+
+  it("creates a user through the form over Connect, with the token", async () => {
     await page.fill("#email", email);
     await page.fill("#full-name", "Grace Hopper");
     const [req] = await Promise.all([
@@ -90,6 +212,7 @@ describe("the page served by usersd", () => {
       page.click("#create-form button[type=submit]"),
     ]);
     assert.equal(req.headers()["content-type"], "application/json", "Connect JSON");
+    assert.equal(await authorization(req), `Bearer ${await storedToken(page)}`);
     await page.locator("#create-result", { hasText: "Created Grace Hopper" }).waitFor();
     const result = await text(page, "#create-result");
     const m = /with id ([0-9a-f-]{36})\./.exec(result);
@@ -99,10 +222,27 @@ describe("the page served by usersd", () => {
     assert.match(await text(page, "#last-call"), /^CreateUser over Connect: ok/);
     assert.equal(await page.locator("#users tr").first().getAttribute("data-id"), id, "the new user heads the list");
     assert.match(await text(page, "#list-status"), /\d+ users? shown/);
-    await shot(page, "02-created-over-connect");
+    await shot(page, "05-created-over-connect");
   });
 
-  it("switches to gRPC-Web and looks the same user up", async () => {
+  it("looks the user up and lists over Connect", async () => {
+    const [req] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/GetUser")),
+      page.click("#lookup-form button[type=submit]"),
+    ]);
+    assert.equal(await authorization(req), `Bearer ${await storedToken(page)}`);
+    await page.locator("#found-id", { hasText: id }).waitFor();
+    const [list] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/ListUsers")),
+      page.click("#list-reload"),
+    ]);
+    assert.equal(await authorization(list), `Bearer ${await storedToken(page)}`);
+    await listIdle(page);
+    assert.match(await text(page, "#last-call"), /^ListUsers over Connect: ok/);
+    assert.ok((await page.locator("#users tr").count()) > 0);
+  });
+
+  it("switches to gRPC-Web and looks the same user up, with the token", async () => {
     await page.check('input[name="protocol"][value="grpc-web"]');
     await page.fill("#user-id", id);
     const [req] = await Promise.all([
@@ -110,12 +250,33 @@ describe("the page served by usersd", () => {
       page.click("#lookup-form button[type=submit]"),
     ]);
     assert.equal(req.headers()["content-type"], "application/grpc-web+proto", "gRPC-Web");
+    assert.equal(await authorization(req), `Bearer ${await storedToken(page)}`);
     await page.locator("#lookup-result").waitFor({ state: "visible" });
     assert.equal(await text(page, "#found-email"), email);
     assert.equal(await text(page, "#found-name"), "Grace Hopper");
     assert.equal(await text(page, "#found-id"), id);
     assert.match(await text(page, "#last-call"), /^GetUser over gRPC-Web: ok/);
-    await shot(page, "03-looked-up-over-grpc-web");
+    await shot(page, "06-looked-up-over-grpc-web");
+  });
+
+  it("creates and lists over gRPC-Web, with the token", async () => {
+    await page.fill("#email", uniqueEmail("grpcweb"));
+    await page.fill("#full-name", "Web Grpc");
+    const [req] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/CreateUser")),
+      page.click("#create-form button[type=submit]"),
+    ]);
+    assert.equal(req.headers()["content-type"], "application/grpc-web+proto");
+    assert.equal(await authorization(req), `Bearer ${await storedToken(page)}`);
+    await page.locator("#create-result", { hasText: "Created Web Grpc" }).waitFor();
+    const [list] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/ListUsers")),
+      page.click("#list-reload"),
+    ]);
+    assert.equal(await authorization(list), `Bearer ${await storedToken(page)}`);
+    await listIdle(page);
+    assert.match(await text(page, "#last-call"), /^ListUsers over gRPC-Web: ok/);
+    assert.ok((await page.locator("#users tr").count()) > 0);
   });
 
   it("shows a duplicate email at the email field", async () => {
@@ -127,7 +288,7 @@ describe("the page served by usersd", () => {
     assert.equal(await text(page, "#full_name-error"), "");
     assert.equal(await page.locator("#banner").isHidden(), true);
     assert.match(await text(page, "#last-call"), /^CreateUser over gRPC-Web: already_exists/);
-    await shot(page, "04-duplicate-email");
+    await shot(page, "07-duplicate-email");
   });
 
   it("shows validation errors at their fields", async () => {
@@ -147,13 +308,13 @@ describe("the page served by usersd", () => {
     await page.click("#lookup-form button[type=submit]");
     await page.locator("#id-error", { hasText: "No user has this id." }).waitFor();
     assert.equal(await page.locator("#lookup-result").isHidden(), true, "the previous result is gone");
-    await shot(page, "05-validation-errors");
+    await shot(page, "08-validation-errors");
     assert.deepEqual(errors, [], "no uncaught exceptions in the page");
   });
 
   it("pages through the list with More", async () => {
     // Seed more than two pages of users through the API.
-    const api = createUserClient(usersdUrl);
+    const api = createUserClient(usersdUrl, { token: () => adminToken });
     const seeded: string[] = [];
     for (let i = 0; i < 12; i++) {
       const { user } = await api.createUser({ email: uniqueEmail(`page${i}`), fullName: `Paged User ${i}` });
@@ -164,12 +325,12 @@ describe("the page served by usersd", () => {
     assert.equal(await page.locator("#users tr").count(), 5, "the first page has 5 users");
     assert.equal(await page.locator("#users tr").first().getAttribute("data-id"), seeded.at(-1), "newest first");
     await page.locator("#more").waitFor({ state: "visible" });
-    await shot(page, "06-list-first-page");
+    await shot(page, "09-list-first-page");
 
     await page.click("#more");
     await listIdle(page);
     assert.equal(await page.locator("#users tr").count(), 10, "More appends the second page");
-    await shot(page, "07-list-second-page");
+    await shot(page, "10-list-second-page");
 
     // Walk to the end: the More button disappears on the last page.
     for (let clicks = 0; await page.locator("#more").isVisible(); clicks++) {
@@ -183,6 +344,166 @@ describe("the page served by usersd", () => {
     assert.ok(ids.includes(id), "the user created through the form is listed");
     assert.match(await text(page, "#list-status"), /\(end of list\)/);
     assert.deepEqual(errors, [], "no uncaught exceptions in the page");
+  });
+
+  it("signs out: the token is gone, and so is what it fetched", async () => {
+    await page.click("#sign-out");
+    await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor();
+    assert.equal(await page.locator("#sign-in").isVisible(), true);
+    assert.equal(await page.locator("#sign-out").isHidden(), true);
+    assert.equal(await storedToken(page), "");
+    assert.equal(await page.locator("#users tr").count(), 0, "the list is cleared");
+    assert.equal(await page.locator("#lookup-result").isHidden(), true);
+    assert.equal(await text(page, "#list-status"), "Sign in to list users.");
+
+    await page.fill("#user-id", id);
+    const [req] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/GetUser")),
+      page.click("#lookup-form button[type=submit]"),
+    ]);
+    assert.equal(await authorization(req), "");
+    await page.locator("#banner", { hasText: SIGN_IN_PLEASE }).waitFor();
+    await shot(page, "11-signed-out-again");
+
+    await page.reload();
+    await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor();
+    assert.deepEqual(errors, [], "no uncaught exceptions in the page");
+  });
+
+  it("drops a token that has expired, on load and while the page is open", async () => {
+    await signIn(page, subject, "both");
+    await page.locator("#list-status", { hasText: "shown" }).waitFor();
+    // Make the stored token expire: in the past, then (after a reload that
+    // is signed in again) in 13 s, which the page treats as expired 10 s
+    // early.
+    const expireIn = (ms: number) =>
+      page.evaluate((ms) => {
+        const t = JSON.parse(sessionStorage.getItem("usersd.token") ?? "{}") as { expiresAt: number };
+        t.expiresAt = Date.now() + ms;
+        sessionStorage.setItem("usersd.token", JSON.stringify(t));
+      }, ms);
+    await expireIn(-1000);
+    await page.reload();
+    await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor();
+    assert.equal(await storedToken(page), "", "the expired token is removed");
+    assert.equal(await text(page, "#list-status"), "Sign in to list users.");
+
+    await signIn(page, subject, "both");
+    await page.locator("#list-status", { hasText: "shown" }).waitFor();
+    await expireIn(13_000);
+    await page.reload();
+    await page.locator("#auth-status", { hasText: `Signed in as ${subject},` }).waitFor();
+    await page.locator("#list-status", { hasText: "shown" }).waitFor();
+    await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor({ timeout: 10_000 });
+    await page.locator("#banner", { hasText: "Your sign-in has expired: sign in again to call the API." }).waitFor();
+    assert.equal(await page.locator("#users tr").count(), 0, "the list is cleared");
+    assert.equal(await storedToken(page), "");
+    await shot(page, "12-expired");
+    assert.deepEqual(errors, [], "no uncaught exceptions in the page");
+  });
+});
+
+describe("self sign-up: signed in without scopes", () => {
+  let page: Page;
+  let ctx: BrowserContext;
+  let errors: string[];
+  const subject = uniqueSubject("browser-self");
+  const email = uniqueEmail("self");
+  let id = "";
+
+  before(async () => {
+    ({ page, ctx, errors } = await open(`${usersdUrl}/`));
+    await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor();
+  });
+  after(async () => {
+    await ctx?.close();
+  });
+
+  it("signs in with no scopes; listing is not allowed", async () => {
+    await signIn(page, subject, "none", "13-issuer-no-scopes");
+    assert.match(await text(page, "#auth-status"), /, scopes: none /);
+    await page.locator("#list-error", { hasText: "Not allowed: this call needs the users:read scope." }).waitFor();
+    assert.match(await text(page, "#last-call"), /^ListUsers over Connect: permission_denied/);
+    assert.equal(await page.locator("#banner").isHidden(), true);
+    await shot(page, "14-self-signed-in");
+  });
+
+  it("creates its own user and looks it up", async () => {
+    await page.fill("#email", email);
+    await page.fill("#full-name", "Self Signed");
+    await page.click("#create-form button[type=submit]");
+    await page.locator("#create-result", { hasText: "Created Self Signed" }).waitFor();
+    const m = /with id ([0-9a-f-]{36})\./.exec(await text(page, "#create-result"));
+    assert.ok(m?.[1]);
+    id = m[1];
+    await page.click("#lookup-form button[type=submit]");
+    await page.locator("#found-id", { hasText: id }).waitFor();
+    assert.equal(await text(page, "#found-email"), email);
+    await shot(page, "15-self-created");
+  });
+
+  it("still may not list, nor look up someone else", async () => {
+    await page.click("#list-reload");
+    await listIdle(page);
+    assert.equal(await text(page, "#list-error"), "Not allowed: this call needs the users:read scope.");
+    assert.equal(await page.locator("#users tr").count(), 0);
+
+    const api = createUserClient(usersdUrl, { token: () => adminToken });
+    const { user } = await api.createUser({ email: uniqueEmail("other"), fullName: "Some Other" });
+    await page.fill("#user-id", user?.id ?? "");
+    await page.click("#lookup-form button[type=submit]");
+    await page.locator("#id-error", { hasText: "Not allowed: without the needed scope a token may act only on its own user." }).waitFor();
+    assert.equal(await page.locator("#lookup-result").isHidden(), true);
+  });
+
+  it("gets 'this account already has a user' on a second create, at the form", async () => {
+    await page.check('input[name="protocol"][value="grpc-web"]');
+    await page.fill("#email", uniqueEmail("self-again"));
+    await page.fill("#full-name", "Self Again");
+    await page.click("#create-form button[type=submit]");
+    await page.locator("#create-error", { hasText: "This account already has a user." }).waitFor();
+    assert.match(await text(page, "#last-call"), /^CreateUser over gRPC-Web: already_exists/);
+    assert.equal(await text(page, "#email-error"), "", "not about the email");
+    assert.equal(await page.locator("#banner").isHidden(), true);
+    assert.equal(await text(page, "#create-result"), "");
+    await shot(page, "16-self-second-create");
+    assert.deepEqual(errors, [], "no uncaught exceptions in the page");
+  });
+});
+
+describe("a sign-in answer this tab did not ask for", () => {
+  it("is refused, and its code leaves the address bar", async () => {
+    const { ctx, page, errors } = await open(`${usersdUrl}/?code=stolen-code&state=forged-state`);
+    try {
+      await page.locator("#banner", { hasText: "Sign-in could not be finished: this tab did not start it" }).waitFor();
+      assert.equal(page.url(), `${usersdUrl}/`);
+      assert.equal(await text(page, "#auth-status"), SIGNED_OUT);
+      assert.equal(await storedToken(page), "");
+      assert.deepEqual(errors, []);
+    } finally {
+      await ctx.close();
+    }
+  });
+});
+
+describe("the page against a usersd without authentication", () => {
+  it("shows no sign-in and calls without a token", async () => {
+    // Stands in for a usersd started with AUTH_DISABLED=true: this one checks
+    // tokens, so the calls are refused, but the page must not offer sign-in.
+    const { ctx, page, errors } = await open(`${usersdUrl}/`, async (p) => {
+      await p.route(`${usersdUrl}/config.json`, (route) =>
+        route.fulfill({ status: 200, contentType: "application/json", body: '{"auth_disabled":true}' }),
+      );
+    });
+    try {
+      const req = await page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/ListUsers"));
+      assert.equal(await authorization(req), "");
+      await page.locator("#banner", { hasText: "Sign in first" }).waitFor();
+      assert.equal(await page.locator("#auth").isHidden(), true, "no sign-in UI");
+      assert.deepEqual(errors, []);
+    } finally {
+      await ctx.close();
+    }
   });
 });
 
@@ -199,9 +520,15 @@ describe("the page on another origin", () => {
     await other?.close();
   });
 
-  it("works when usersd allows that origin", async () => {
-    const { ctx, page, errors } = await open(`${allowed.origin}/?api=${encodeURIComponent(usersdUrl)}`);
+  it("signs in and works when usersd allows that origin", async () => {
+    const start = `${allowed.origin}/?api=${encodeURIComponent(usersdUrl)}`;
+    const { ctx, page, errors } = await open(start);
     try {
+      assert.equal(await text(page, "#api-url"), usersdUrl);
+      await page.locator("#auth-status", { hasText: SIGNED_OUT }).waitFor();
+      const authorize = await signIn(page, uniqueSubject("cors"), "both");
+      assert.equal(authorize.searchParams.get("redirect_uri"), `${allowed.origin}/`, "this page's own URL");
+      assert.equal(page.url(), start, "back where the sign-in started, ?api= and all, without the code");
       assert.equal(await text(page, "#api-url"), usersdUrl);
       await page.locator("#list-status", { hasText: "shown" }).waitFor();
       await page.fill("#email", uniqueEmail("cors"));
@@ -211,13 +538,18 @@ describe("the page on another origin", () => {
         page.click("#create-form button[type=submit]"),
       ]);
       assert.equal(res.headers()["access-control-allow-origin"], allowed.origin);
+      assert.equal(await authorization(res.request()), `Bearer ${await storedToken(page)}`);
       await page.locator("#create-result", { hasText: "Created Cross Origin" }).waitFor();
 
       await page.check('input[name="protocol"][value="grpc-web"]');
-      await page.click("#lookup-form button[type=submit]");
+      const [req] = await Promise.all([
+        page.waitForRequest((r) => r.url() === `${usersdUrl}/users.v1.UserService/GetUser` && r.method() === "POST"),
+        page.click("#lookup-form button[type=submit]"),
+      ]);
+      assert.equal(await authorization(req), `Bearer ${await storedToken(page)}`);
       await page.locator("#found-name", { hasText: "Cross Origin" }).waitFor();
       assert.equal(await page.locator("#banner").isHidden(), true);
-      await shot(page, "08-cross-origin-allowed");
+      await shot(page, "17-cross-origin-allowed");
       assert.deepEqual(errors, []);
     } finally {
       await ctx.close();
@@ -236,7 +568,8 @@ describe("the page on another origin", () => {
           `from this page's origin (${other.origin}) under its CORS policy. Add ${other.origin} to usersd's CORS_ALLOWED_ORIGINS.`,
       );
       assert.equal(await page.locator("#users tr").count(), 0);
-      await shot(page, "09-cross-origin-blocked");
+      assert.equal(await page.locator("#sign-in").isVisible(), false, "no sign-in without the API's settings");
+      await shot(page, "18-cross-origin-blocked");
       assert.deepEqual(errors, []);
     } finally {
       await ctx.close();
@@ -254,7 +587,7 @@ describe("the page on another origin", () => {
         await banner.textContent(),
         `Cannot reach the API at ${api}: the server is down or unreachable. Check that usersd is running and try again.`,
       );
-      await shot(page, "10-server-unreachable");
+      await shot(page, "19-server-unreachable");
       assert.deepEqual(errors, []);
     } finally {
       await ctx.close();

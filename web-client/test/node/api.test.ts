@@ -2,12 +2,14 @@
 // binary, gRPC-Web and gRPC over HTTP/2 through @connectrpc/connect-node,
 // (createGrpcTransport is always HTTP/2) and the package's own createUserClient (connect-web over fetch) for
 // Connect and gRPC-Web. Each checks the error mapping of formErrorOf too.
+// Every call carries the admin token (both scopes); auth.test.ts is about
+// calls without one, or with fewer scopes.
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import {
   Http2SessionManager,
   createConnectTransport,
@@ -15,8 +17,8 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 
-import { BadRequestSchema, UserService, createUserClient, formErrorOf, type UserClient } from "../../src/index.js";
-import { closedPort, uniqueEmail, usersdUrl, uuidV7 } from "../support.js";
+import { BadRequestSchema, UserService, bearerToken, createUserClient, formErrorOf, type UserClient } from "../../src/index.js";
+import { adminToken, closedPort, rejection, uniqueEmail, usersdUrl, uuidV7 } from "../support.js";
 
 const sessions: Http2SessionManager[] = [];
 function h2(): Http2SessionManager {
@@ -29,26 +31,21 @@ after(() => {
 });
 
 const node = (t: Transport): UserClient => createClient(UserService, t);
+const interceptors = [bearerToken(() => adminToken)];
+const token = () => adminToken;
 
 const clients: Array<[string, () => UserClient]> = [
-  ["Connect JSON, HTTP/1.1", () => node(createConnectTransport({ baseUrl: usersdUrl, httpVersion: "1.1" }))],
-  ["Connect binary, HTTP/2", () => node(createConnectTransport({ baseUrl: usersdUrl, httpVersion: "2", useBinaryFormat: true, sessionManager: h2() }))],
-  ["gRPC-Web, HTTP/1.1", () => node(createGrpcWebTransport({ baseUrl: usersdUrl, httpVersion: "1.1" }))],
-  ["gRPC, HTTP/2", () => node(createGrpcTransport({ baseUrl: usersdUrl, sessionManager: h2() }))],
-  ["createUserClient Connect JSON (fetch)", () => createUserClient(usersdUrl, { protocol: "connect" })],
-  ["createUserClient Connect binary (fetch)", () => createUserClient(usersdUrl, { protocol: "connect", binary: true })],
-  ["createUserClient gRPC-Web (fetch)", () => createUserClient(usersdUrl, { protocol: "grpc-web" })],
+  ["Connect JSON, HTTP/1.1", () => node(createConnectTransport({ baseUrl: usersdUrl, httpVersion: "1.1", interceptors }))],
+  [
+    "Connect binary, HTTP/2",
+    () => node(createConnectTransport({ baseUrl: usersdUrl, httpVersion: "2", useBinaryFormat: true, sessionManager: h2(), interceptors })),
+  ],
+  ["gRPC-Web, HTTP/1.1", () => node(createGrpcWebTransport({ baseUrl: usersdUrl, httpVersion: "1.1", interceptors }))],
+  ["gRPC, HTTP/2", () => node(createGrpcTransport({ baseUrl: usersdUrl, sessionManager: h2(), interceptors }))],
+  ["createUserClient Connect JSON (fetch)", () => createUserClient(usersdUrl, { protocol: "connect", token })],
+  ["createUserClient Connect binary (fetch)", () => createUserClient(usersdUrl, { protocol: "connect", binary: true, token })],
+  ["createUserClient gRPC-Web (fetch)", () => createUserClient(usersdUrl, { protocol: "grpc-web", token })],
 ];
-
-async function rejection(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the call to fail");
-}
 
 for (const [name, make] of clients) {
   describe(name, () => {
