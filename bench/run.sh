@@ -19,6 +19,14 @@
 #      open loop (bench/load), usersd and bare at the same rate; pgbench
 #      running the same SELECT; the access log's cost (LOG_LEVEL=info vs
 #      warn, back to back); optional pprof capture.
+#   auth. still 100,000 users: what authentication costs. run.sh starts
+#      the development OpenID issuer (cmd/devissuer) on a free loopback port
+#      (key in $BENCH_OUT/devissuer-key.pem), takes a users:read token from
+#      it, and starts a second usersd with AUTH_ISSUER/AUTH_AUDIENCE next to
+#      the AUTH_DISABLED=true one; then GetUser peak RPS and CPU per request
+#      off vs on, back to back at the same concurrency (phase 2's peak, else
+#      the largest of BENCH_CONCS), BENCH_AUTH_ROUNDS times in ABBA order,
+#      best of each: REST GET (wrk), gRPC (ghz), Connect proto (bench/load).
 #   3. 1,000,000 users: GetUser p50 at BENCH_SCALE_RATE; ListUsers page 1 vs
 #      page 1000 (REST GET /users?page_token=..., token found by walking).
 #   4. back to 100,000 users: CreateUser over REST (wrk) and Connect proto
@@ -37,8 +45,22 @@
 #                          into bench/out/, with go tool pprof -top summaries
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 #   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
-#   BENCH_PHASES="1 2 3 4" the phases above to run (e.g. "2" while working on
-#                          the GetUser hot path)
+#   BENCH_PHASES="1 2 auth 3 4" the phases above to run (e.g. "2" while
+#                          working on the GetUser hot path, "auth" for the
+#                          authentication rows alone); seeding and the
+#                          AUTH_DISABLED usersd happen whatever is chosen
+#   BENCH_AUTH_ROUNDS=2    auth phase: off/on pairs per entry point
+#
+# How every usersd runs (on purpose, whatever .env says):
+#   AUTH_DISABLED=true, except the auth phase's second usersd, which verifies
+#     real tokens: the GetUser rows compare usersd with the bare handler and
+#     the CreateUser rows with pgbench, and neither authenticates; the auth
+#     phase measures what authentication adds to that same configuration.
+#   RATE_LIMIT_RPS=0 and RATE_LIMIT_IP_RPS=0 in every run: all load comes from
+#     one client IP (and in the auth phase one token subject), which the
+#     defaults would throttle at 20/s (per IP, for requests without a valid
+#     token: every request when authentication is off) or 100/s (per
+#     subject). The bench measures serving, not the limiter.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,7 +70,8 @@ CONCS=${BENCH_CONCS:-"8 32 64"}
 PG_CONCS=${BENCH_PG_CONCS:-"4 8 20"}
 SCALE_RATE=${BENCH_SCALE_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-0}
-PHASES=${BENCH_PHASES:-"1 2 3 4"}
+PHASES=${BENCH_PHASES:-"1 2 auth 3 4"}
+AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
 OUT=${BENCH_OUT:-bench/out}
@@ -89,11 +112,11 @@ fi
 # --- work dir, processes, cleanup ----------------------------------------
 WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
 chmod 755 "$WORK"
-USERSD_PID= BARE_PID= LOAD_PID=
+USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID=
 cleanup() {
   set +e
-  for p in $USERSD_PID $BARE_PID $LOAD_PID; do kill "$p" 2>/dev/null; done
-  for p in $USERSD_PID $BARE_PID $LOAD_PID; do
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID; do kill "$p" 2>/dev/null; done
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null
   done
@@ -123,6 +146,9 @@ fi
 BIN_BYTES=$(stat -c %s "$WORK/usersd")
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/bare" ./bench/bare || die "build bench/bare"
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/load" ./bench/load || die "build bench/load"
+if want auth; then
+  go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/devissuer" ./cmd/devissuer || die "build cmd/devissuer"
+fi
 "$WORK/load" protoset -o "$WORK/users.protoset"
 echo "binary bytes=$BIN_BYTES" >>"$RES"
 
@@ -165,13 +191,30 @@ wait_http() { # wait_http URL PID
   done
   return 1
 }
-start_usersd() { # start_usersd LOG_LEVEL
+# launch_usersd PORT LOG_LEVEL off|on [PPROF_BIND]: starts usersd, leaves its
+# pid in LAUNCHED_PID and returns once /healthz answers. Authentication is
+# set explicitly either way (see the header): off is AUTH_DISABLED=true; on
+# is AUTH_ISSUER=$ISSUER_URL with audience usersd. Rate limits are off in
+# both (RATE_LIMIT_RPS=0, RATE_LIMIT_IP_RPS=0): one client IP and one token
+# would otherwise be throttled at 20/s or 100/s.
+launch_usersd() {
+  local port=$1 level=$2 authn=$3 pprof=${4:-} log="$WORK/usersd.$2.auth-$3.log"
+  local auth_env=(AUTH_DISABLED=true AUTH_ISSUER= AUTH_AUDIENCE=)
+  [ "$authn" = on ] && auth_env=(AUTH_DISABLED=false AUTH_ISSUER="$ISSUER_URL" AUTH_AUDIENCE=usersd)
+  env DATABASE_URL="$DBURL" BIND="127.0.0.1:$port" LOG_LEVEL="$level" PPROF_BIND="$pprof" \
+    RATE_LIMIT_RPS=0 RATE_LIMIT_IP_RPS=0 "${auth_env[@]}" \
+    "$WORK/usersd" >"$log" 2>&1 &
+  LAUNCHED_PID=$!
+  wait_http "http://127.0.0.1:$port/healthz" "$LAUNCHED_PID" || { tail -20 "$log" >&2; die "usersd did not become ready"; }
+}
+# start_usersd LOG_LEVEL: the usersd of every phase, on PORT, with
+# AUTH_DISABLED=true: its rows compare against the bare handler and pgbench,
+# which have no authentication (the auth phase measures that separately).
+start_usersd() {
   local pprof=
   [ "$PROFILE" = 1 ] && pprof=127.0.0.1:$PPROF_PORT
-  env DATABASE_URL="$DBURL" BIND="127.0.0.1:$PORT" LOG_LEVEL="$1" PPROF_BIND="$pprof" \
-    "$WORK/usersd" >"$WORK/usersd.$1.log" 2>&1 &
-  USERSD_PID=$!
-  wait_http "http://127.0.0.1:$PORT/healthz" "$USERSD_PID" || { tail -20 "$WORK/usersd.$1.log" >&2; die "usersd did not become ready"; }
+  launch_usersd "$PORT" "$1" off "$pprof"
+  USERSD_PID=$LAUNCHED_PID
 }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 stop_pid() { # stop_pid PID
@@ -196,6 +239,9 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # --- one measurement: run_tool TOOL MODE URLPORT PID CONC|RATE IDS ------------
 # Prints "rps=.. ok=.. errors=.. total=.. ticks=.. p50=.. p99=.." (ms).
+# With RUN_TOKEN set, every request carries "Authorization: Bearer
+# $RUN_TOKEN" (wrk: WRK_HEADER; ghz: --metadata; bench/load: -header).
+RUN_TOKEN=
 run_tool() {
   local tool=$1 mode=$2 port=$3 pid=$4 n=$5 ids=$6 extra=${7:-}
   local t0 t1 out="$RAW/$(date +%H%M%S)-$tool-$mode-$n-$port.txt"
@@ -203,6 +249,7 @@ run_tool() {
   case $tool in
   wrk)
     WRK_MODE=$mode WRK_IDS=$ids WRK_PATH=$extra WRK_NONCE="$RANDOM$RANDOM" \
+      WRK_HEADER="${RUN_TOKEN:+Authorization: Bearer $RUN_TOKEN}" \
       timeout $((DUR + 30)) wrk -t2 -c"$n" -d"${DUR}s" --timeout 5s -s bench/wrk.lua "http://127.0.0.1:$port" >"$out" 2>&1 || true
     t1=$(ticks "$pid")
     awk -v ticks=$((t1 - t0)) '/^WRK_RESULT/ {
@@ -213,14 +260,17 @@ run_tool() {
           ok / (v["duration_us"] / 1e6), ok, err, v["requests"], ticks, v["p50_us"] / 1000, v["p99_us"] / 1000 }' "$out"
     ;;
   ghz)
+    local md=()
+    [ -n "$RUN_TOKEN" ] && md=(--metadata "{\"authorization\":\"Bearer $RUN_TOKEN\"}")
     timeout $((DUR + 30)) "$GHZ" --insecure --protoset "$WORK/users.protoset" --call users.v1.UserService.GetUser \
-      -D "$ids.json" -c "$n" --connections "$H2CONNS" -z "${DUR}s" -O json "127.0.0.1:$port" >"$out" 2>"$WORK/ghz.err" || true
+      -D "$ids.json" "${md[@]}" -c "$n" --connections "$H2CONNS" -z "${DUR}s" -O json "127.0.0.1:$port" >"$out" 2>"$WORK/ghz.err" || true
     t1=$(ticks "$pid")
-    # Calls still in flight when -z ends fail with "transport is closing";
+    # Calls still in flight when -z ends fail with "transport is closing"
+    # (or, a little later, Canceled "the client connection is closing");
     # up to one per worker is that cut-off, not a server error.
     jq -r --argjson ticks $((t1 - t0)) --argjson c "$n" '
       (.statusCodeDistribution.OK // 0) as $ok |
-      ([.errorDistribution // {} | to_entries[] | select(.key | test("transport is closing|context canceled")) | .value] | add // 0) as $cut |
+      ([.errorDistribution // {} | to_entries[] | select(.key | test("transport is closing|client connection is closing|context canceled")) | .value] | add // 0) as $cut |
       (.count - $ok - (if $cut <= $c then $cut else 0 end)) as $err |
       "rps=\($ok / (.total / 1e9)) ok=\($ok) errors=\($err) total=\(.count) ticks=\($ticks) p50=\((.latencyDistribution // [] | map(select(.percentage == 50)) | .[0].latency // 0) / 1e6) p99=\((.latencyDistribution // [] | map(select(.percentage == 99)) | .[0].latency // 0) / 1e6)"' "$out" ||
       { cat "$WORK/ghz.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
@@ -232,9 +282,11 @@ run_tool() {
     # other processes on the box, decides when requests start.
     local nice=
     [ "$tool" = open ] && nice="nice -n -5"
+    local hdr=()
+    [ -n "$RUN_TOKEN" ] && hdr=(-header "Authorization: Bearer $RUN_TOKEN")
     # shellcheck disable=SC2086
     timeout $((DUR + 60)) $nice "$WORK/load" "$tool" -url "http://127.0.0.1:$port" -proto "$mode" $arg \
-      -conns "$H2CONNS" -d "${DUR}s" -ids "$ids" $extra >"$out" 2>"$WORK/load.err" || true
+      -conns "$H2CONNS" -d "${DUR}s" -ids "$ids" "${hdr[@]}" $extra >"$out" 2>"$WORK/load.err" || true
     t1=$(ticks "$pid")
     jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms) lag99=\(.lag_p99_ms // 0)"' "$out" 2>/dev/null ||
       { cat "$WORK/load.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
@@ -292,12 +344,14 @@ profile() {
   go tool pprof -top -sample_index=alloc_objects -nodecount=40 "$OUT/$name-allocs.pprof" >"$OUT/$name-allocs-objects-top.txt" 2>/dev/null || true
 }
 
-warm() { # warm PROTO PORT IDS: two seconds of load, not measured
-  "$WORK/load" open -url "http://127.0.0.1:$2" -proto "$1" -rate "$SCALE_RATE" -d 2s -ids "$3" >/dev/null 2>&1 || true
+warm() { # warm PROTO PORT IDS: two seconds of load, not measured (RUN_TOKEN as in run_tool)
+  local hdr=()
+  [ -n "$RUN_TOKEN" ] && hdr=(-header "Authorization: Bearer $RUN_TOKEN")
+  "$WORK/load" open -url "http://127.0.0.1:$2" -proto "$1" -rate "$SCALE_RATE" -d 2s -ids "$3" "${hdr[@]}" >/dev/null 2>&1 || true
 }
-note_rss() { # note_rss PHASE: usersd's VmHWM so far
+note_rss() { # note_rss PHASE [PID]: a usersd's VmHWM so far (default the main one)
   local h
-  h=$(hwm "$USERSD_PID")
+  h=$(hwm "${2:-$USERSD_PID}")
   [ "$h" -gt "$HWM_KB" ] && HWM_KB=$h
   echo "rss phase=$1 hwm_kb=$h" >>"$RES"
 }
@@ -384,6 +438,69 @@ stop_usersd
 start_usersd warn
 fi # phase 2
 
+# ============== auth. Authentication's cost, 100,000 users ====================
+# GetUser with a bearer token against the AUTH_DISABLED=true usersd (the
+# main one, as in phase 2), the same binary, back to back at the same
+# concurrency. Both have the rate limits off, so this is authentication
+# alone: the token is verified once, then found in usersd's token cache.
+if want auth; then
+ISS_PORT=$(free_port)
+AUTH_PORT=$(free_port)
+while [ "$AUTH_PORT" = "$ISS_PORT" ]; do AUTH_PORT=$(free_port); done
+ISSUER_URL=http://127.0.0.1:$ISS_PORT
+ISSUER_KEY=$OUT/devissuer-key.pem # created by devissuer when missing
+"$WORK/devissuer" serve -addr "127.0.0.1:$ISS_PORT" -audience usersd -key "$ISSUER_KEY" >"$WORK/devissuer.log" 2>&1 &
+ISSUER_PID=$!
+wait_http "$ISSUER_URL/.well-known/openid-configuration" "$ISSUER_PID" || { cat "$WORK/devissuer.log" >&2; die "devissuer did not start"; }
+# GetUser needs users:read; 3 h outlives any run.
+TOKEN=$("$WORK/devissuer" token -addr "127.0.0.1:$ISS_PORT" -audience usersd -key "$ISSUER_KEY" \
+  -scope users:read -sub bench -ttl 3h) || die "devissuer token"
+launch_usersd "$AUTH_PORT" warn on
+AUTH_PID=$LAUNCHED_PID
+# /healthz answers before the issuer's keys are loaded (in the background;
+# until then API calls are unavailable): wait for an authenticated GET.
+probe="http://127.0.0.1:$AUTH_PORT/users/$(head -n 1 "$IDS")"
+for _ in $(seq 300); do
+  curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "$probe" && break
+  kill -0 "$AUTH_PID" 2>/dev/null || { tail -20 "$WORK/usersd.warn.auth-on.log" >&2; die "usersd (auth on) exited"; }
+  sleep 0.1
+done
+curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "$probe" ||
+  { tail -20 "$WORK/usersd.warn.auth-on.log" >&2; die "usersd (auth on) refuses the devissuer token"; }
+# ... and that it is really on: no token, no user.
+code=$(curl -s -o /dev/null -w '%{http_code}' "$probe")
+[ "$code" = 401 ] || die "usersd (auth on) answered $code to a GET without a token, want 401"
+log "auth: usersd with AUTH_ISSUER=$ISSUER_URL on :$AUTH_PORT accepts the token"
+RUN_TOKEN=$TOKEN warm connect-proto "$AUTH_PORT" "$IDS"
+RUN_TOKEN=$TOKEN warm rest "$AUTH_PORT" "$IDS"
+
+MAXC=$(tr ' ' '\n' <<<"$CONCS" | sort -n | tail -n 1)
+AUTHE="rest-h1:rest:wrk grpc-h2c:grpc:ghz cproto-h2c:connect-proto:closed"
+for e in $AUTHE; do
+  IFS=: read -r entry mode tool <<<"$e"
+  c=${PEAKC[$entry]:-$MAXC}; [ "$c" = 0 ] && c=$MAXC
+  for round in $(seq "$AUTH_ROUNDS"); do
+    order="off on"
+    [ $((round % 2)) = 0 ] && order="on off" # ABBA: drift hits both alike
+    for a in $order; do
+      if [ "$a" = on ]; then
+        res=$(RUN_TOKEN=$TOKEN run_tool "$tool" "$mode" "$AUTH_PORT" "$AUTH_PID" "$c" "$IDS")
+      else
+        res=$(run_tool "$tool" "$mode" "$PORT" "$USERSD_PID" "$c" "$IDS")
+      fi
+      echo "auth entry=$entry target=usersd auth=$a round=$round tool=$tool conc=$c $res" >>"$RES"
+      log "auth $a, $entry c=$c (round $round): $res"
+    done
+  done
+done
+note_rss auth-off
+note_rss auth-on "$AUTH_PID"
+stop_pid "$AUTH_PID"
+AUTH_PID=
+stop_pid "$ISSUER_PID"
+ISSUER_PID=
+fi # phase auth
+
 # =========================== 3. 1,000,000 users ==============================
 if want 3; then
 seed 100001 1000000
@@ -434,7 +551,7 @@ fi # phase 4
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
+echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ]; then

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +20,7 @@ import (
 // two cores.
 type h1pool struct {
 	addr, host string
+	extra      string // header lines sent with every request ("K: V\r\n"...)
 	size       int
 	free       chan *h1conn
 	slots      chan struct{}
@@ -30,12 +33,18 @@ type h1conn struct {
 	body []byte
 }
 
-func newH1Pool(base string, size int) (*h1pool, error) {
+func newH1Pool(base string, size int, headers http.Header) (*h1pool, error) {
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "http" {
 		return nil, fmt.Errorf("bad -url %q: want http://host:port", base)
 	}
-	return &h1pool{addr: u.Host, host: u.Host, size: size, free: make(chan *h1conn, size), slots: make(chan struct{}, size)}, nil
+	var extra strings.Builder
+	for k, vs := range headers {
+		for _, v := range vs {
+			extra.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	return &h1pool{addr: u.Host, host: u.Host, extra: extra.String(), size: size, free: make(chan *h1conn, size), slots: make(chan struct{}, size)}, nil
 }
 
 func (p *h1pool) get(ctx context.Context) (*h1conn, error) {
@@ -82,7 +91,7 @@ func (p *h1pool) do(ctx context.Context, method, path, ctype string, body []byte
 	} else {
 		_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
 	}
-	status, keep, err := c.roundTrip(p.host, method, path, ctype, body)
+	status, keep, err := c.roundTrip(p.host, p.extra, method, path, ctype, body)
 	if err != nil {
 		p.put(c, false)
 		return err
@@ -92,7 +101,7 @@ func (p *h1pool) do(ctx context.Context, method, path, ctype string, body []byte
 	return err
 }
 
-func (c *h1conn) roundTrip(host, method, path, ctype string, body []byte) (status int, keep bool, err error) {
+func (c *h1conn) roundTrip(host, extra, method, path, ctype string, body []byte) (status int, keep bool, err error) {
 	w := c.w
 	w.WriteString(method)
 	w.WriteByte(' ')
@@ -100,6 +109,7 @@ func (c *h1conn) roundTrip(host, method, path, ctype string, body []byte) (statu
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
+	w.WriteString(extra)
 	if body != nil {
 		w.WriteString("Content-Type: ")
 		w.WriteString(ctype)

@@ -3,8 +3,8 @@
 // over an RPC protocol, and the constant-rate (open-loop) latency phase of
 // every entry point.
 //
-//	load closed -url U -proto P -c N [-conns K] [-d 5s] [-ids FILE]
-//	load open   -url U -proto P -rate R [-conns K] [-d 5s] [-ids FILE]
+//	load closed -url U -proto P -c N [-conns K] [-d 5s] [-ids FILE] [-header "K: V"]
+//	load open   -url U -proto P -rate R [-conns K] [-d 5s] [-ids FILE] [-header "K: V"]
 //	load pages  -url U -pages N [-size 50]   (prints the page_token of page N)
 //	load protoset -o FILE                    (descriptor set for ghz)
 //
@@ -19,6 +19,10 @@
 // rest-list (GET /users?page_token=T with -token). -h2 makes the JSON
 // protocols use cleartext HTTP/2; connect-proto, grpc and connect-create
 // always do.
+//
+// -header (repeatable) adds a request header to every request of every
+// protocol, e.g. -header "Authorization: Bearer $TOKEN" against a usersd
+// with authentication on.
 //
 // The result is one JSON object on stdout.
 package main
@@ -91,6 +95,7 @@ type options struct {
 	idsFile  string
 	token    string
 	timeout  time.Duration
+	headers  http.Header // -header: sent with every request
 }
 
 // result is what one run reports.
@@ -131,6 +136,15 @@ func runLoad(mode string, args []string) error {
 	fs.StringVar(&o.idsFile, "ids", "", "file of user ids, one a line")
 	fs.StringVar(&o.token, "token", "", "rest-list: page token")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout")
+	o.headers = http.Header{}
+	fs.Func("header", `"Name: value" sent with every request (repeatable)`, func(s string) error {
+		k, v, ok := strings.Cut(s, ":")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			return fmt.Errorf("want \"Name: value\", got %q", s)
+		}
+		o.headers.Add(k, strings.TrimSpace(v))
+		return nil
+	})
 	_ = fs.Parse(args)
 
 	var ids []string
@@ -194,7 +208,7 @@ func newCallers(o options, ids []string) ([]caller, error) {
 		if o.conc > 0 {
 			size = o.conc
 		}
-		p, err := newH1Pool(o.url, size)
+		p, err := newH1Pool(o.url, size, o.headers)
 		if err != nil {
 			return nil, err
 		}
@@ -292,7 +306,7 @@ func newCaller(o options, hc *http.Client, ids []string, nonce string) (caller, 
 	switch o.proto {
 	case "rest":
 		return func(ctx context.Context, rng *rand.Rand) error {
-			return httpDo(ctx, hc, http.MethodGet, o.url+"/users/"+pick(rng), "", "", http.StatusOK)
+			return httpDo(ctx, hc, http.MethodGet, o.url+"/users/"+pick(rng), "", "", o.headers, http.StatusOK)
 		}, nil
 	case "rest-list":
 		u := o.url + "/users?page_size=50"
@@ -300,13 +314,13 @@ func newCaller(o options, hc *http.Client, ids []string, nonce string) (caller, 
 			u += "&page_token=" + url.QueryEscape(o.token)
 		}
 		return func(ctx context.Context, _ *rand.Rand) error {
-			return httpDo(ctx, hc, http.MethodGet, u, "", "", http.StatusOK)
+			return httpDo(ctx, hc, http.MethodGet, u, "", "", o.headers, http.StatusOK)
 		}, nil
 	case "rest-create":
 		return func(ctx context.Context, _ *rand.Rand) error {
 			n := createSeq.Add(1)
 			body := `{"email":"r` + nonce + `-` + strconv.FormatInt(n, 10) + `@example.com","full_name":"Bench User"}`
-			return httpDo(ctx, hc, http.MethodPost, o.url+"/users", "application/json", body, http.StatusCreated)
+			return httpDo(ctx, hc, http.MethodPost, o.url+"/users", "application/json", body, o.headers, http.StatusCreated)
 		}, nil
 	}
 	var opts []connect.ClientOption
@@ -325,15 +339,19 @@ func newCaller(o options, hc *http.Client, ids []string, nonce string) (caller, 
 	if o.proto == "connect-create" {
 		return func(ctx context.Context, _ *rand.Rand) error {
 			n := createSeq.Add(1)
-			_, err := client.CreateUser(ctx, connect.NewRequest(&usersv1.CreateUserRequest{
+			req := connect.NewRequest(&usersv1.CreateUserRequest{
 				Email: "c" + nonce + "-" + strconv.FormatInt(n, 10) + "@example.com", FullName: "Bench User",
-			}))
+			})
+			addHeaders(req.Header(), o.headers)
+			_, err := client.CreateUser(ctx, req)
 			return err
 		}, nil
 	}
 	return func(ctx context.Context, rng *rand.Rand) error {
 		id := pick(rng)
-		resp, err := client.GetUser(ctx, connect.NewRequest(&usersv1.GetUserRequest{Id: id}))
+		req := connect.NewRequest(&usersv1.GetUserRequest{Id: id})
+		addHeaders(req.Header(), o.headers)
+		resp, err := client.GetUser(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -344,7 +362,14 @@ func newCaller(o options, hc *http.Client, ids []string, nonce string) (caller, 
 	}, nil
 }
 
-func httpDo(ctx context.Context, hc *http.Client, method, u, ctype, body string, want int) error {
+// addHeaders copies the -header headers into a request's.
+func addHeaders(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = vs
+	}
+}
+
+func httpDo(ctx context.Context, hc *http.Client, method, u, ctype, body string, hdr http.Header, want int) error {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -356,6 +381,7 @@ func httpDo(ctx context.Context, hc *http.Client, method, u, ctype, body string,
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
+	addHeaders(req.Header, hdr)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err

@@ -117,7 +117,7 @@ func main() {
 	p := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")) }
 	fmt.Printf("usersd benchmark  version %s  |  %s CPUs, PostgreSQL %s (fsync/synchronous_commit/full_page_writes off, shared_buffers 256MB)\n",
 		meta.s("version"), meta.s("cpus"), meta.s("pg"))
-	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s); usersd LOG_LEVEL=warn (access log off) unless noted\n",
+	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s); usersd LOG_LEVEL=warn (access log off), AUTH_DISABLED=true, rate limits off unless noted\n",
 		meta.s("dur"), meta.s("concs"), meta.s("pgconcs"))
 	fmt.Printf("total run %s s; machine load average (1/5/15 min) %s at start, %s at end: other processes share these CPUs\n\n",
 		meta.s("seconds"), meta.s("loadavg_start"), meta.s("loadavg_end"))
@@ -207,6 +207,47 @@ func main() {
 			cpuPerReq(off)+" -> "+cpuPerReq(on))
 	}
 	p()
+
+	// Authentication.
+	if len(find("auth", nil)) > 0 {
+		p("Authentication (AUTH_DISABLED -> token, back to back)", "tool", "RPS off -> on", "ratio", ">=0.90", "", "CPU us/req off -> on")
+		for _, n := range []struct{ entry, label string }{
+			{"rest-h1", "REST GET /users/{id}     HTTP/1.1"},
+			{"grpc-h2c", "gRPC                     h2c"},
+			{"cproto-h2c", "Connect proto            h2c"},
+		} {
+			off, okOff := best(find("auth", map[string]string{"entry": n.entry, "auth": "off"}))
+			on, okOn := best(find("auth", map[string]string{"entry": n.entry, "auth": "on"}))
+			if !okOff && !okOn {
+				continue
+			}
+			r := on
+			if !okOn {
+				r = off
+			}
+			ratio, rv := "-", "-"
+			if okOff && okOn {
+				x := on.f("rps") / off.f("rps")
+				ratio, rv = fmt.Sprintf("%.2f", x), verdict(x >= 0.90)
+			}
+			rps := func(r rec, ok bool) string {
+				if !ok {
+					return "-"
+				}
+				return fmt.Sprintf("%.0f", r.f("rps"))
+			}
+			cpu := func(r rec, ok bool) string {
+				if !ok {
+					return "-"
+				}
+				return cpuPerReq(r)
+			}
+			p(n.label, tool(r), fmt.Sprintf("%s -> %s @%s", rps(off, okOff), rps(on, okOn), r.s("conc")), ratio, rv, "",
+				cpu(off, okOff)+" -> "+cpu(on, okOn))
+		}
+		p(fmt.Sprintf("  best of %s runs each, off/on alternating; rate limits off in both: authentication alone (token verified once, then cached)", meta.s("authrounds")))
+		p()
+	}
 
 	// Scale.
 	s10k, ok1 := one("scale", map[string]string{"entry": "users10k"})
