@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/acme/usersd/store"
 )
@@ -24,15 +25,37 @@ type WelcomeArgs struct {
 // Kind is the job kind stored in river_job.
 func (WelcomeArgs) Kind() string { return "welcome_email" }
 
-// EnqueueWelcome returns the store hook that inserts a welcome job in the
-// transaction that creates the user, so a committed user always has its job
-// and a rolled-back one never does.
-func EnqueueWelcome(client *river.Client[pgx.Tx]) store.CreateHook {
-	return func(ctx context.Context, tx pgx.Tx, u store.User) error {
-		if _, err := client.InsertTx(ctx, tx, WelcomeArgs{UserID: u.ID}, nil); err != nil {
-			return fmt.Errorf("enqueue welcome email: %w", err)
-		}
-		return nil
+// WelcomeHooks are the store hooks of the welcome mail. Creating a user
+// inserts its welcome job in the same transaction, so a committed user
+// always has its job and a rolled-back one never does. Deleting a user
+// deletes its welcome jobs that have not started, in the same transaction,
+// so an erased user is never mailed.
+func WelcomeHooks(client *river.Client[pgx.Tx]) store.Hooks {
+	return store.Hooks{
+		OnCreate: func(ctx context.Context, tx pgx.Tx, u store.User) error {
+			if _, err := client.InsertTx(ctx, tx, WelcomeArgs{UserID: u.ID}, nil); err != nil {
+				return fmt.Errorf("enqueue welcome email: %w", err)
+			}
+			return nil
+		},
+		OnDelete: func(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
+			// args @> is what River's GIN index on args serves. A running
+			// job is left alone: it finds no user and completes unsent.
+			pending, err := client.JobListTx(ctx, tx, river.NewJobListParams().
+				Kinds(WelcomeArgs{}.Kind()).
+				States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable, rivertype.JobStatePending).
+				Where("args @> jsonb_build_object('user_id', @user_id::text)", river.NamedArgs{"user_id": id.String()}).
+				First(100))
+			if err != nil || len(pending.Jobs) == 0 {
+				return err
+			}
+			ids := make([]int64, len(pending.Jobs))
+			for i, j := range pending.Jobs {
+				ids[i] = j.ID
+			}
+			_, err = client.JobDeleteManyTx(ctx, tx, river.NewJobDeleteManyParams().IDs(ids...))
+			return err
+		},
 	}
 }
 
@@ -55,7 +78,9 @@ func (w *WelcomeWorker) Timeout(*river.Job[WelcomeArgs]) time.Duration { return 
 func (w *WelcomeWorker) Work(ctx context.Context, job *river.Job[WelcomeArgs]) error {
 	u, welcomed, err := w.Users.GetForWelcome(ctx, job.Args.UserID)
 	if errors.Is(err, store.ErrNotFound) {
-		return river.JobCancel(fmt.Errorf("user %s does not exist", job.Args.UserID))
+		// Deleted (erased) since the job was queued: nobody to mail.
+		w.Log.InfoContext(ctx, "welcome mail not sent: the user was deleted", "user_id", job.Args.UserID, "job_id", job.ID)
+		return nil
 	}
 	if err != nil {
 		return err

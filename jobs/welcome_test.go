@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -65,7 +66,7 @@ func setup(t *testing.T, start bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.users = store.NewUsers(e.db, jobs.EnqueueWelcome(e.client))
+	e.users = store.NewUsers(e.db, jobs.WelcomeHooks(e.client))
 	welcome.Users = e.users
 	if start {
 		events, cancel := e.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
@@ -114,14 +115,14 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 	ctx := t.Context()
 	// Check from inside the user's transaction that its job is there.
 	var checked bool
-	users := store.NewUsers(e.db, func(ctx context.Context, tx pgx.Tx, u store.User) error {
-		if err := jobs.EnqueueWelcome(e.client)(ctx, tx, u); err != nil {
+	users := store.NewUsers(e.db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, u store.User) error {
+		if err := jobs.WelcomeHooks(e.client).OnCreate(ctx, tx, u); err != nil {
 			return err
 		}
 		rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, &jobs.WelcomeArgs{UserID: u.ID}, nil)
 		checked = true
 		return nil
-	})
+	}})
 	if _, err := users.Create(ctx, store.NewUser{Email: "tx@example.com", FullName: "Tx User"}); err != nil {
 		t.Fatal(err)
 	}
@@ -256,5 +257,76 @@ func TestRecordedSendNotRepeated(t *testing.T) {
 	}
 	if n := e.smtp.Attempts(); n != 0 {
 		t.Errorf("%d mails sent for a user whose welcome was recorded, want 0", n)
+	}
+}
+
+// TestDeleteBeforeWelcomeSendsNoMail: deleting a user deletes its welcome
+// job in the same transaction, so when the workers start only the kept
+// user is mailed.
+func TestDeleteBeforeWelcomeSendsNoMail(t *testing.T) {
+	t.Parallel()
+	e := setup(t, false)
+	ctx := t.Context()
+	doomed, err := e.users.Create(ctx, store.NewUser{Email: "doomed@example.com", FullName: "Doomed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := e.users.Create(ctx, store.NewUser{Email: "kept@example.com", FullName: "Kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.users.Delete(ctx, doomed.ID, store.Guard{}); err != nil {
+		t.Fatal(err)
+	}
+	jobsOf := func(id uuid.UUID) int {
+		var n int
+		if err := e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'welcome_email' AND args->>'user_id' = $1`, id.String()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := jobsOf(doomed.ID); n != 0 {
+		t.Errorf("%d welcome jobs left for the deleted user, want 0", n)
+	}
+	if n := jobsOf(kept.ID); n != 1 {
+		t.Errorf("%d welcome jobs for the kept user, want 1", n)
+	}
+
+	events, cancel := e.client.Subscribe(river.EventKindJobCompleted)
+	defer cancel()
+	if err := e.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, done := context.WithTimeout(context.Background(), 10*time.Second)
+		defer done()
+		_ = e.client.Stop(sctx)
+	}()
+	select {
+	case <-events:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the kept user's job did not complete")
+	}
+	time.Sleep(300 * time.Millisecond) // several fetch intervals: time for a stray job to run
+	msgs := e.smtp.Messages()
+	if len(msgs) != 1 || len(msgs[0].To) != 1 || msgs[0].To[0] != kept.Email {
+		t.Errorf("mails: %+v; want exactly one, to %s", msgs, kept.Email)
+	}
+}
+
+// TestRunningJobFindsNoUser: a welcome job whose user was deleted after it
+// started (here: never existed) completes without mailing.
+func TestRunningJobFindsNoUser(t *testing.T) {
+	t.Parallel()
+	e := setup(t, true)
+	if _, err := e.client.Insert(t.Context(), jobs.WelcomeArgs{UserID: uuid.Must(uuid.NewV7())}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.waitFor(t, river.EventKindJobCompleted)
+	if ev.Job.State != rivertype.JobStateCompleted || ev.Job.Attempt != 1 {
+		t.Errorf("job %s after attempt %d, want completed on the first", ev.Job.State, ev.Job.Attempt)
+	}
+	if n := e.smtp.Attempts(); n != 0 {
+		t.Errorf("%d mails for a user that does not exist, want 0", n)
 	}
 }

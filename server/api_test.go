@@ -7,11 +7,13 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 )
@@ -102,6 +104,23 @@ func runCases(t *testing.T, c apiClient, tag string) {
 		})
 	}
 
+	t.Run("update", func(t *testing.T) { updateCases(t, ctx, c, tag, email) })
+	t.Run("delete", func(t *testing.T) { deleteCases(t, ctx, c, email) })
+	t.Run("find by email", func(t *testing.T) {
+		found, err := c.byEmail(ctx, strings.ToUpper(created.Email))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) != 1 || found[0].Id != created.Id {
+			t.Errorf("by email in other case: %v, want exactly %s", found, created.Id)
+		}
+		if found, err := c.byEmail(ctx, email("nobody-has-this")); err != nil || len(found) != 0 {
+			t.Errorf("unknown email: %v, %v; want no users", found, err)
+		}
+		_, err = c.byEmail(ctx, "not-an-email")
+		wantField(t, "malformed email filter", err, connect.CodeInvalidArgument, "email")
+	})
+
 	t.Run("a name of exactly 200 characters is accepted", func(t *testing.T) {
 		if err := createErr(ctx, c, email("max"), strings.Repeat("é", 200)); err != nil {
 			t.Fatal(err)
@@ -124,6 +143,119 @@ func runCases(t *testing.T, c apiClient, tag string) {
 			}
 		}
 	})
+}
+
+// wantField checks err is code, naming field.
+func wantField(t *testing.T, what string, err error, code connect.Code, field string) {
+	t.Helper()
+	var ce *callError
+	if !errors.As(err, &ce) || ce.code != code || ce.field != field {
+		t.Errorf("%s: err = %v, want %v naming field %q", what, err, code, field)
+	}
+}
+
+func mask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
+
+// updateCases runs UpdateUser: each field, an empty mask, bad paths, etags,
+// a taken email and an unknown id.
+func updateCases(t *testing.T, ctx context.Context, c apiClient, tag string, email func(string) string) {
+	u, err := c.create(ctx, &usersv1.CreateUserRequest{Email: email("upd"), FullName: "Before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shim says "body" where an RPC says "update_mask": it has no mask.
+	maskField := "update_mask"
+	if tag == "rest" {
+		maskField = "body"
+	}
+
+	named, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: " After "}, UpdateMask: mask("full_name")})
+	if err != nil {
+		t.Fatalf("update full_name: %v", err)
+	}
+	if named.FullName != "After" || named.Email != u.Email || named.Etag == u.Etag || named.Etag == "" ||
+		!named.CreatedAt.AsTime().Equal(u.CreatedAt.AsTime()) || named.UpdatedAt.AsTime().Before(u.UpdatedAt.AsTime()) {
+		t.Errorf("after updating full_name: %v (before %v)", named, u)
+	}
+	mailed, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, Email: email("UPD2"), FullName: "ignored: not in the mask"}, UpdateMask: mask("email")})
+	if err != nil {
+		t.Fatalf("update email: %v", err)
+	}
+	if mailed.Email != email("UPD2") || mailed.FullName != "After" || mailed.Etag == named.Etag {
+		t.Errorf("after updating email: %v", mailed)
+	}
+	got, err := c.get(ctx, u.Id)
+	if err != nil || got.Email != mailed.Email || got.FullName != "After" || got.Etag != mailed.Etag {
+		t.Errorf("get after the updates: %v, %v; want %v", got, err, mailed)
+	}
+	both, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, Email: email("upd3"), FullName: "Both"}})
+	if err != nil || both.Email != email("upd3") || both.FullName != "Both" {
+		t.Errorf("empty mask with both fields set: %v, %v", both, err)
+	}
+
+	// Etags: the current one works, an old one changes nothing.
+	matched, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: "Matched", Etag: both.Etag}})
+	if err != nil {
+		t.Fatalf("update with the current etag: %v", err)
+	}
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: "Stale", Etag: both.Etag}})
+	wantField(t, "update with an old etag", err, connect.CodeFailedPrecondition, "")
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: "Foreign", Etag: "not-an-etag"}})
+	wantField(t, "update with a made-up etag", err, connect.CodeFailedPrecondition, "")
+	if got, _ := c.get(ctx, u.Id); got == nil || got.FullName != "Matched" || got.Etag != matched.Etag {
+		t.Errorf("a refused update changed the user: %v", got)
+	}
+
+	other, err := c.create(ctx, &usersv1.CreateUserRequest{Email: email("taken"), FullName: "Other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, Email: strings.ToUpper(other.Email)}, UpdateMask: mask("email")})
+	wantField(t, "update to another user's email in other case", err, connect.CodeAlreadyExists, "")
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id}})
+	wantField(t, "empty mask with no field set", err, connect.CodeInvalidArgument, maskField)
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: "x"}, UpdateMask: mask("created_at")})
+	wantField(t, "a path that cannot be updated", err, connect.CodeInvalidArgument, maskField)
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, Email: "no-at-sign"}, UpdateMask: mask("email")})
+	wantField(t, "a malformed new email", err, connect.CodeInvalidArgument, "email")
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: "  "}, UpdateMask: mask("full_name")})
+	wantField(t, "an empty new name", err, connect.CodeInvalidArgument, "full_name")
+	_, err = c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: uuid.Must(uuid.NewV7()).String(), FullName: "Ghost"}})
+	wantField(t, "update of an unknown id", err, connect.CodeNotFound, "")
+}
+
+// deleteCases runs DeleteUser: with a stale etag, with the current one,
+// twice, and a read afterwards.
+func deleteCases(t *testing.T, ctx context.Context, c apiClient, email func(string) string) {
+	u, err := c.create(ctx, &usersv1.CreateUserRequest{Email: email("del"), FullName: "Doomed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: "Changed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.remove(ctx, u.Id, u.Etag)
+	wantField(t, "delete with an old etag", err, connect.CodeFailedPrecondition, "")
+	if _, err := c.get(ctx, u.Id); err != nil {
+		t.Errorf("the refused delete removed the user: %v", err)
+	}
+	if err := c.remove(ctx, u.Id, changed.Etag); err != nil {
+		t.Fatalf("delete with the current etag: %v", err)
+	}
+	_, err = c.get(ctx, u.Id)
+	wantField(t, "get after delete", err, connect.CodeNotFound, "")
+	err = c.remove(ctx, u.Id, "")
+	wantField(t, "delete twice", err, connect.CodeNotFound, "")
+	err = c.remove(ctx, "not-a-uuid", "")
+	wantField(t, "delete of a malformed id", err, connect.CodeInvalidArgument, "id")
+	// The email is free again.
+	if _, err := c.create(ctx, &usersv1.CreateUserRequest{Email: email("DEL"), FullName: "Reborn"}); err != nil {
+		t.Errorf("create with a deleted user's email: %v", err)
+	}
+	if found, _ := c.byEmail(ctx, email("del")); len(found) != 1 || found[0].Id == u.Id {
+		t.Errorf("by email after delete and re-create: %v", found)
+	}
 }
 
 func createErr(ctx context.Context, c apiClient, email, name string) error {
@@ -230,5 +362,83 @@ func TestHealthFollowsDatabase(t *testing.T) {
 	check("SERVING")
 	if _, err := api["connect-json"].create(ctx, &usersv1.CreateUserRequest{Email: "back@example.com", FullName: "Back"}); err != nil {
 		t.Errorf("create after recovery: %v", err)
+	}
+}
+
+// TestConcurrentUpdatesOneEtag races twenty PATCHes that carry the same
+// etag: exactly one wins, the others change nothing and get
+// failed_precondition, on REST, Connect and gRPC alike.
+func TestConcurrentUpdatesOneEtag(t *testing.T) {
+	t.Parallel()
+	ts := setup(t, setupOpts{})
+	all := clients(t, ts)
+	ctx := t.Context()
+	u, err := all["rest"].create(ctx, &usersv1.CreateUserRequest{Email: "race@example.com", FullName: "Racer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag := u.Etag
+	for _, name := range []string{"rest", "connect-proto", "grpc-go"} {
+		c := all[name]
+		var mu sync.Mutex
+		var winners []*usersv1.User
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				got, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: u.Id, FullName: fmt.Sprintf("%s %d", name, i), Etag: etag}})
+				var ce *callError
+				switch {
+				case err == nil:
+					mu.Lock()
+					winners = append(winners, got)
+					mu.Unlock()
+				case errors.As(err, &ce) && ce.code == connect.CodeFailedPrecondition:
+				default:
+					t.Errorf("%s: %v, want ok or failed_precondition", name, err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(winners) != 1 {
+			t.Fatalf("%s: %d updates won with one etag, want exactly 1", name, len(winners))
+		}
+		stored, err := c.get(ctx, u.Id)
+		if err != nil || stored.FullName != winners[0].FullName || stored.Etag != winners[0].Etag {
+			t.Errorf("%s: stored %v, %v; want the winner %v", name, stored, err, winners[0])
+		}
+		etag = stored.Etag
+	}
+}
+
+// TestDeleteLogsIDNotEmail: the access line of a delete names the user by
+// id, on REST and RPC, and no log line holds the email.
+func TestDeleteLogsIDNotEmail(t *testing.T) {
+	t.Parallel()
+	ts := setup(t, setupOpts{})
+	all := clients(t, ts)
+	for _, name := range []string{"rest", "connect-proto"} {
+		c := all[name]
+		email := "erase-me-" + name + "@example.com"
+		u, err := c.create(t.Context(), &usersv1.CreateUserRequest{Email: email, FullName: "Erased"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.remove(t.Context(), u.Id, ""); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for line := range strings.Lines(ts.Logs.String()) {
+			if strings.Contains(line, email) {
+				t.Errorf("%s: a log line holds the email: %s", name, line)
+			}
+			if strings.Contains(line, `"msg":"request"`) && strings.Contains(line, "Delete") || strings.Contains(line, `"route":"DELETE /users/{id}"`) {
+				if strings.Contains(line, `"user_id":"`+u.Id+`"`) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no access line of the delete carries user_id %s:\n%s", name, u.Id, ts.Logs.String())
+		}
 	}
 }

@@ -107,6 +107,37 @@ func TestPolicyEveryClient(t *testing.T) {
 			_, err = admin.get(ctx, own.Id)
 			wantOK(t, "admin get of a self-signed-up user", err)
 
+			// UpdateUser and DeleteUser: users:write, or one's own user.
+			rename := func(c apiClient, id, name string) error {
+				_, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: id, FullName: name}})
+				return err
+			}
+			wantOK(t, "update of one's own user without scopes", rename(nobody, own.Id, "Own"))
+			wantCode(t, "update of someone else's user without users:write", rename(nobody, other.Id, "Mine now"), connect.CodePermissionDenied)
+			wantCode(t, "update of an unknown id without users:write", rename(nobody, uuid.Must(uuid.NewV7()).String(), "Ghost"), connect.CodePermissionDenied)
+			wantCode(t, "update with users:read only", rename(reader, other.Id, "Read only"), connect.CodePermissionDenied)
+			wantOK(t, "update with users:write", rename(writer, other.Id, "Written"))
+			wantCode(t, "update without a token", rename(anon, other.Id, "Anon"), connect.CodeUnauthenticated)
+			wantCode(t, "delete of someone else's user without users:write", nobody.remove(ctx, other.Id, ""), connect.CodePermissionDenied)
+			wantCode(t, "delete without a token", anon.remove(ctx, other.Id, ""), connect.CodeUnauthenticated)
+			if w != nil {
+				wantCode(t, "delete with users:read only", reader.remove(ctx, w.Id, ""), connect.CodePermissionDenied)
+				wantOK(t, "delete with users:write", writer.remove(ctx, w.Id, ""))
+			}
+			selfDel, err := create(as("leaver"), "leaver")
+			if err != nil {
+				t.Fatalf("self sign-up: %v", err)
+			}
+			wantOK(t, "delete of one's own user without scopes", as("leaver").remove(ctx, selfDel.Id, ""))
+			_, err = as("leaver").get(ctx, selfDel.Id)
+			wantCode(t, "get of one's own deleted user without users:read", err, connect.CodePermissionDenied)
+
+			// The email filter: users:read.
+			_, err = reader.byEmail(ctx, own.Email)
+			wantOK(t, "find by email with users:read", err)
+			_, err = nobody.byEmail(ctx, own.Email)
+			wantCode(t, "find by email without users:read, even one's own", err, connect.CodePermissionDenied)
+
 			// ListUsers: users:read only.
 			_, err = reader.list(ctx, 1, "")
 			wantOK(t, "list with users:read", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -31,6 +32,9 @@ type apiClient interface {
 	create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error)
 	get(ctx context.Context, id string) (*usersv1.User, error)
 	list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error)
+	byEmail(ctx context.Context, email string) ([]*usersv1.User, error)
+	update(ctx context.Context, req *usersv1.UpdateUserRequest) (*usersv1.User, error)
+	remove(ctx context.Context, id, etag string) error
 }
 
 // callError is a failed call, seen the same way from every client.
@@ -69,7 +73,7 @@ func clientsAs(t *testing.T, ts *testServer, token string) map[string]apiClient 
 		"grpc":          connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithGRPC())},
 		"grpc-web":      connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithGRPCWeb())},
 		"grpc-go":       grpcClient{conn},
-		"rest":          restClient{h1, ts.URL},
+		"rest":          restClient{h1, ts.URL, openAPIValidator(t)},
 	}
 }
 
@@ -111,7 +115,31 @@ func (c connectClient) list(ctx context.Context, size int32, token string) (*use
 	return resp.Msg, nil
 }
 
+func (c connectClient) byEmail(ctx context.Context, email string) ([]*usersv1.User, error) {
+	resp, err := c.c.ListUsers(ctx, connect.NewRequest(&usersv1.ListUsersRequest{Email: email}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	return resp.Msg.Users, nil
+}
+
+func (c connectClient) update(ctx context.Context, req *usersv1.UpdateUserRequest) (*usersv1.User, error) {
+	resp, err := c.c.UpdateUser(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	return resp.Msg.User, nil
+}
+
+func (c connectClient) remove(ctx context.Context, id, etag string) error {
+	_, err := c.c.DeleteUser(ctx, connect.NewRequest(&usersv1.DeleteUserRequest{Id: id, Etag: etag}))
+	return fromConnect(err)
+}
+
 func fromConnect(err error) error {
+	if err == nil {
+		return nil
+	}
 	ce := new(connect.Error)
 	if !errors.As(err, &ce) {
 		return err
@@ -171,10 +199,33 @@ func (c grpcClient) list(ctx context.Context, size int32, token string) (*usersv
 	return resp, nil
 }
 
-// restClient calls the JSON shim with plain net/http.
+func (c grpcClient) byEmail(ctx context.Context, email string) ([]*usersv1.User, error) {
+	resp := new(usersv1.ListUsersResponse)
+	if err := c.invoke(ctx, usersv1connect.UserServiceListUsersProcedure, &usersv1.ListUsersRequest{Email: email}, resp); err != nil {
+		return nil, err
+	}
+	return resp.Users, nil
+}
+
+func (c grpcClient) update(ctx context.Context, req *usersv1.UpdateUserRequest) (*usersv1.User, error) {
+	resp := new(usersv1.UpdateUserResponse)
+	if err := c.invoke(ctx, usersv1connect.UserServiceUpdateUserProcedure, req, resp); err != nil {
+		return nil, err
+	}
+	return resp.User, nil
+}
+
+func (c grpcClient) remove(ctx context.Context, id, etag string) error {
+	return c.invoke(ctx, usersv1connect.UserServiceDeleteUserProcedure, &usersv1.DeleteUserRequest{Id: id, Etag: etag}, new(usersv1.DeleteUserResponse))
+}
+
+// restClient calls the JSON shim with plain net/http, and checks every
+// request it sends and every response it gets against the OpenAPI
+// document the server serves.
 type restClient struct {
-	hc   *http.Client
-	base string
+	hc      *http.Client
+	base    string
+	openAPI *openAPICheck
 }
 
 // restCodes is DESIGN.md's error table read backwards: REST status and
@@ -183,16 +234,17 @@ var restCodes = map[string]struct {
 	status int
 	code   connect.Code
 }{
-	"validation":      {400, connect.CodeInvalidArgument},
-	"not_found":       {404, connect.CodeNotFound},
-	"conflict":        {409, connect.CodeAlreadyExists},
-	"too_large":       {413, connect.CodeResourceExhausted},
-	"timeout":         {504, connect.CodeDeadlineExceeded},
-	"unavailable":     {503, connect.CodeUnavailable},
-	"unauthenticated": {401, connect.CodeUnauthenticated},
-	"forbidden":       {403, connect.CodePermissionDenied},
-	"rate_limited":    {429, connect.CodeResourceExhausted},
-	"internal_error":  {500, connect.CodeInternal},
+	"validation":          {400, connect.CodeInvalidArgument},
+	"not_found":           {404, connect.CodeNotFound},
+	"conflict":            {409, connect.CodeAlreadyExists},
+	"too_large":           {413, connect.CodeResourceExhausted},
+	"timeout":             {504, connect.CodeDeadlineExceeded},
+	"unavailable":         {503, connect.CodeUnavailable},
+	"unauthenticated":     {401, connect.CodeUnauthenticated},
+	"forbidden":           {403, connect.CodePermissionDenied},
+	"rate_limited":        {429, connect.CodeResourceExhausted},
+	"precondition_failed": {412, connect.CodeFailedPrecondition},
+	"internal_error":      {500, connect.CodeInternal},
 }
 
 type restUser struct {
@@ -200,20 +252,27 @@ type restUser struct {
 	Email     string `json:"email"`
 	FullName  string `json:"full_name"`
 	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+	ETag      string `json:"etag"`
 }
 
 func (u restUser) proto() (*usersv1.User, error) {
-	ts, err := time.Parse(time.RFC3339Nano, u.CreatedAt)
-	if err != nil {
-		return nil, fmt.Errorf("created_at %q is not RFC 3339: %w", u.CreatedAt, err)
+	var ts [2]time.Time
+	for i, s := range []string{u.CreatedAt, u.UpdatedAt} {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, fmt.Errorf("timestamp %q is not RFC 3339: %w", s, err)
+		}
+		if t.Location() != time.UTC {
+			return nil, fmt.Errorf("timestamp %q is not UTC", s)
+		}
+		ts[i] = t
 	}
-	if ts.Location() != time.UTC {
-		return nil, fmt.Errorf("created_at %q is not UTC", u.CreatedAt)
-	}
-	return &usersv1.User{Id: u.ID, Email: u.Email, FullName: u.FullName, CreatedAt: timestamppb.New(ts)}, nil
+	return &usersv1.User{Id: u.ID, Email: u.Email, FullName: u.FullName, CreatedAt: timestamppb.New(ts[0]),
+		UpdatedAt: timestamppb.New(ts[1]), Etag: u.ETag}, nil
 }
 
-func (c restClient) do(ctx context.Context, method, path string, body []byte, wantStatus int, out any) (*http.Response, error) {
+func (c restClient) do(ctx context.Context, method, path string, body []byte, wantStatus int, out any, hdr ...string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -221,15 +280,34 @@ func (c restClient) do(ctx context.Context, method, path string, body []byte, wa
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	// A request the document refuses is still sent: the server must refuse
+	// it too (the cases of bad input send such requests on purpose).
+	refused := c.openAPI.request(req, body)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	respBody, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.openAPI.response(req, body, resp, respBody); err != nil {
+		return nil, err
+	}
+	if refused != nil && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("the server answered %d to a request openapi.json refuses: %w", resp.StatusCode, refused)
+	}
+	if resp.StatusCode == http.StatusNoContent && wantStatus == http.StatusNoContent {
+		return resp, nil
+	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		return nil, fmt.Errorf("content-type %q, want application/json", ct)
 	}
-	dec := json.NewDecoder(resp.Body)
+	dec := json.NewDecoder(bytes.NewReader(respBody))
 	if resp.StatusCode != wantStatus {
 		var e struct{ Error, Message, Field string }
 		if err := dec.Decode(&e); err != nil {
@@ -260,10 +338,84 @@ func (c restClient) create(ctx context.Context, req *usersv1.CreateUserRequest) 
 
 func (c restClient) get(ctx context.Context, id string) (*usersv1.User, error) {
 	var u restUser
-	if _, err := c.do(ctx, http.MethodGet, "/users/"+url.PathEscape(id), nil, http.StatusOK, &u); err != nil {
+	resp, err := c.do(ctx, http.MethodGet, "/users/"+url.PathEscape(id), nil, http.StatusOK, &u)
+	if err != nil {
 		return nil, err
 	}
+	if got := resp.Header.Get("ETag"); got != `"`+u.ETag+`"` {
+		return nil, fmt.Errorf("ETag header %s, want the body's etag %q quoted", got, u.ETag)
+	}
 	return u.proto()
+}
+
+func (c restClient) byEmail(ctx context.Context, email string) ([]*usersv1.User, error) {
+	var page struct {
+		Users         []restUser `json:"users"`
+		NextPageToken string     `json:"next_page_token"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/users?"+url.Values{"email": {email}}.Encode(), nil, http.StatusOK, &page); err != nil {
+		return nil, err
+	}
+	var out []*usersv1.User
+	for _, u := range page.Users {
+		pu, err := u.proto()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pu)
+	}
+	return out, nil
+}
+
+// update sends PATCH /users/{id} with the fields the mask names (or, with
+// an empty mask, the non-empty ones), and user.etag as If-Match. A mask path
+// that is not a field goes as a JSON key of that name, which the shim
+// refuses as an unknown field.
+func (c restClient) update(ctx context.Context, req *usersv1.UpdateUserRequest) (*usersv1.User, error) {
+	u := req.GetUser()
+	fields := map[string]string{}
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		if u.GetEmail() != "" {
+			paths = append(paths, "email")
+		}
+		if u.GetFullName() != "" {
+			paths = append(paths, "full_name")
+		}
+	}
+	for _, p := range paths {
+		switch p {
+		case "email":
+			fields[p] = u.GetEmail()
+		case "full_name":
+			fields[p] = u.GetFullName()
+		default:
+			fields[p] = ""
+		}
+	}
+	body, _ := json.Marshal(fields)
+	var hdr []string
+	if u.GetEtag() != "" {
+		hdr = []string{"If-Match", `"` + u.GetEtag() + `"`}
+	}
+	var out restUser
+	resp, err := c.do(ctx, http.MethodPatch, "/users/"+url.PathEscape(u.GetId()), body, http.StatusOK, &out, hdr...)
+	if err != nil {
+		return nil, err
+	}
+	if got := resp.Header.Get("ETag"); got != `"`+out.ETag+`"` {
+		return nil, fmt.Errorf("ETag header %s, want the body's etag %q quoted", got, out.ETag)
+	}
+	return out.proto()
+}
+
+func (c restClient) remove(ctx context.Context, id, etag string) error {
+	var hdr []string
+	if etag != "" {
+		hdr = []string{"If-Match", `"` + etag + `"`}
+	}
+	_, err := c.do(ctx, http.MethodDelete, "/users/"+url.PathEscape(id), nil, http.StatusNoContent, nil, hdr...)
+	return err
 }
 
 func (c restClient) list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error) {

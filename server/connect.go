@@ -37,3 +37,18 @@ func (h *connectHandler) ListUsers(ctx context.Context, req *connect.Request[use
 	}
 	return connect.NewResponse(resp), nil
 }
+
+func (h *connectHandler) UpdateUser(ctx context.Context, req *connect.Request[usersv1.UpdateUserRequest]) (*connect.Response[usersv1.UpdateUserResponse], error) {
+	u, err := h.svc.updateUser(ctx, req.Msg)
+	if err != nil {
+		return nil, connectError(ctx, h.svc.log, err)
+	}
+	return connect.NewResponse(&usersv1.UpdateUserResponse{User: u}), nil
+}
+
+func (h *connectHandler) DeleteUser(ctx context.Context, req *connect.Request[usersv1.DeleteUserRequest]) (*connect.Response[usersv1.DeleteUserResponse], error) {
+	if err := h.svc.deleteUser(ctx, req.Msg); err != nil {
+		return nil, connectError(ctx, h.svc.log, err)
+	}
+	return connect.NewResponse(&usersv1.DeleteUserResponse{}), nil
+}

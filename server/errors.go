@@ -29,6 +29,7 @@ var (
 	errInvalid     = wireError{connect.CodeInvalidArgument, http.StatusBadRequest, "validation", ""}
 	errNotFound    = wireError{connect.CodeNotFound, http.StatusNotFound, "not_found", "user not found"}
 	errConflict    = wireError{connect.CodeAlreadyExists, http.StatusConflict, "conflict", "email already taken"}
+	errStale       = wireError{connect.CodeFailedPrecondition, http.StatusPreconditionFailed, "precondition_failed", "the user has changed since that etag was read; read it again"}
 	errHasUser     = wireError{connect.CodeAlreadyExists, http.StatusConflict, "conflict", "this account already has a user"}
 	errUnauth      = wireError{connect.CodeUnauthenticated, http.StatusUnauthorized, "unauthenticated", ""}
 	errForbidden   = wireError{connect.CodePermissionDenied, http.StatusForbidden, "forbidden", ""}
@@ -56,6 +57,8 @@ func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string
 		w = errConflict
 	case errors.Is(err, store.ErrSubjectTaken):
 		w = errHasUser
+	case errors.Is(err, store.ErrStale):
+		w = errStale
 	case isType[*auth.TokenError](err):
 		w = errUnauth
 	case isType[*deniedError](err):

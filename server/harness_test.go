@@ -113,7 +113,7 @@ func setup(t *testing.T, o setupOpts) *testServer {
 		ts.Admin = ts.Issuer.Token("admin", server.ScopeRead, server.ScopeWrite)
 		opts.WebAuth.Issuer = ts.Issuer.URL()
 	}
-	users := store.NewUsers(db, jobs.EnqueueWelcome(rc))
+	users := store.NewUsers(db, jobs.WelcomeHooks(rc))
 	h := newHandler(t, users, server.NewHealth(db.Ping), opts)
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

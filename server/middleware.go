@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -23,6 +25,7 @@ type access struct {
 	procedure string
 	outcome   string // Connect code, or REST error name
 	subject   string // the authenticated caller; never the token
+	userID    string // the user a call reads or changes by id; never an email
 	span      trace.SpanContext
 
 	route string // the route the guard looked up: mux pattern or procedure
@@ -133,6 +136,9 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 			if a.subject != "" {
 				attrs = append(attrs, slog.String("subject", a.subject))
 			}
+			if a.userID != "" {
+				attrs = append(attrs, slog.String("user_id", a.userID))
+			}
 			if a.span.IsValid() {
 				attrs = append(attrs, slog.String("trace_id", a.span.TraceID().String()), slog.String("span_id", a.span.SpanID().String()))
 			}
@@ -194,5 +200,16 @@ func rpcOutcome(a *access, r *http.Request, w *statusWriter) {
 		if n, err := strconv.Atoi(status); err == nil && n > 0 {
 			a.outcome = connect.Code(n).String()
 		}
+	}
+}
+
+// noteUser records the id of the user a call is about in its access line
+// and its span: ids, never emails, identify users in logs and traces.
+func noteUser(ctx context.Context, id uuid.UUID) {
+	if a, ok := ctx.Value(accessKey{}).(*access); ok {
+		a.userID = id.String()
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("user.id", id.String()))
 	}
 }

@@ -34,22 +34,27 @@ type rule struct {
 var policy = map[string]rule{
 	usersv1connect.UserServiceCreateUserProcedure: {scope: ScopeWrite, self: true},
 	usersv1connect.UserServiceGetUserProcedure:    {scope: ScopeRead, self: true},
-	usersv1connect.UserServiceListUsersProcedure:  {scope: ScopeRead},
+	usersv1connect.UserServiceListUsersProcedure:  {scope: ScopeRead}, // the email filter too
+	usersv1connect.UserServiceUpdateUserProcedure: {scope: ScopeWrite, self: true},
+	usersv1connect.UserServiceDeleteUserProcedure: {scope: ScopeWrite, self: true},
 
-	"POST /users":     {scope: ScopeWrite, self: true},
-	"GET /users/{id}": {scope: ScopeRead, self: true},
-	"GET /users":      {scope: ScopeRead},
-	"/users":          {anyone: true}, // other methods: 405
-	"/users/{id}":     {anyone: true},
+	"POST /users":        {scope: ScopeWrite, self: true},
+	"GET /users/{id}":    {scope: ScopeRead, self: true},
+	"GET /users":         {scope: ScopeRead}, // ?email= too
+	"PATCH /users/{id}":  {scope: ScopeWrite, self: true},
+	"DELETE /users/{id}": {scope: ScopeWrite, self: true},
+	"/users":             {anyone: true}, // other methods: 405
+	"/users/{id}":        {anyone: true},
 
 	"/" + grpchealth.HealthV1ServiceName + "/":        {public: true},
 	"/" + grpcreflect.ReflectV1ServiceName + "/":      {public: true},
 	"/" + grpcreflect.ReflectV1AlphaServiceName + "/": {public: true},
-	"GET /healthz":     {public: true},
-	"GET /livez":       {public: true},
-	"GET /metrics":     {public: true},
-	"GET /config.json": {public: true}, // the web page's sign-in settings
-	"/":                {public: true}, // the web page's static files
+	"GET /healthz":      {public: true},
+	"GET /livez":        {public: true},
+	"GET /metrics":      {public: true},
+	"GET /config.json":  {public: true}, // the web page's sign-in settings
+	"GET /openapi.json": {public: true}, // the REST shim's OpenAPI document
+	"/":                 {public: true}, // the web page's static files
 }
 
 var noRoute = rule{public: true}
@@ -144,9 +149,10 @@ func mayActOn(ctx context.Context, owner string, found bool) error {
 	return &deniedError{"no grant"}
 }
 
-// selfSubject is the subject a new user is bound to: the caller's, when it
-// signs itself up (grantSelf); none when it may create any user.
-func selfSubject(ctx context.Context) (string, error) {
+// boundSubject is the subject a call is bound to: the caller's under
+// grantSelf (a new user is bound to it; a change must find the user bound to
+// it), none under grantAll.
+func boundSubject(ctx context.Context) (string, error) {
 	switch grantOf(ctx) {
 	case grantAll:
 		return "", nil

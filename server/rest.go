@@ -11,7 +11,10 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
+
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 )
@@ -25,6 +28,8 @@ type restUser struct {
 	Email     string `json:"email"`
 	FullName  string `json:"full_name"`
 	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+	ETag      string `json:"etag"`
 }
 
 type restList struct {
@@ -44,6 +49,8 @@ func toREST(u *usersv1.User) restUser {
 		Email:     u.Email,
 		FullName:  u.FullName,
 		CreatedAt: u.CreatedAt.AsTime().UTC().Format(time.RFC3339Nano),
+		UpdatedAt: u.UpdatedAt.AsTime().UTC().Format(time.RFC3339Nano),
+		ETag:      u.Etag,
 	}
 }
 
@@ -51,8 +58,13 @@ func toREST(u *usersv1.User) restUser {
 type rest struct{ svc *service }
 
 func (h *rest) create(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
 	var req usersv1.CreateUserRequest
-	if err := decodeCreate(http.MaxBytesReader(w, r.Body, maxRESTBody), &req); err != nil {
+	if err := decodeCreateJSON(b, &req); err != nil {
 		h.error(w, r, err)
 		return
 	}
@@ -71,12 +83,80 @@ func (h *rest) get(w http.ResponseWriter, r *http.Request) {
 		h.error(w, r, err)
 		return
 	}
+	w.Header().Set("ETag", strconv.Quote(u.Etag))
 	writeJSON(w, http.StatusOK, toREST(u))
+}
+
+// update is PATCH /users/{id}: a JSON object with email, full_name or
+// both; If-Match makes it conditional.
+func (h *rest) update(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := parseID(id); err != nil {
+		h.error(w, r, err)
+		return
+	}
+	b, err := readBody(w, r)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	f, err := decodeUserFields(b)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	req := &usersv1.UpdateUserRequest{
+		User:       &usersv1.User{Id: id, Etag: ifMatch(r.Header.Get("If-Match"))},
+		UpdateMask: &fieldmaskpb.FieldMask{},
+	}
+	if f.Email != nil {
+		req.User.Email = *f.Email
+		req.UpdateMask.Paths = append(req.UpdateMask.Paths, pathEmail)
+	}
+	if f.FullName != nil {
+		req.User.FullName = *f.FullName
+		req.UpdateMask.Paths = append(req.UpdateMask.Paths, pathFullName)
+	}
+	if len(req.UpdateMask.Paths) == 0 {
+		h.error(w, r, fieldError("body", "must set email, full_name or both"))
+		return
+	}
+	u, err := h.svc.updateUser(r.Context(), req)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", strconv.Quote(u.Etag))
+	writeJSON(w, http.StatusOK, toREST(u))
+}
+
+// remove is DELETE /users/{id}; If-Match makes it conditional.
+func (h *rest) remove(w http.ResponseWriter, r *http.Request) {
+	err := h.svc.deleteUser(r.Context(), &usersv1.DeleteUserRequest{Id: r.PathValue("id"), Etag: ifMatch(r.Header.Get("If-Match"))})
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ifMatch reads an If-Match header as an etag: "" for none or "*" (any
+// version), the tag of one strong entity tag, and a value no etag equals
+// for anything else (a weak tag, or a list), so the call fails with 412.
+func ifMatch(h string) string {
+	h = strings.TrimSpace(h)
+	switch {
+	case h == "" || h == "*":
+		return ""
+	case len(h) >= 2 && h[0] == '"' && h[len(h)-1] == '"' && !strings.ContainsAny(h[1:len(h)-1], `",`):
+		return h[1 : len(h)-1]
+	}
+	return "-" // matches no etag
 }
 
 func (h *rest) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := usersv1.ListUsersRequest{PageToken: q.Get("page_token")}
+	req := usersv1.ListUsersRequest{PageToken: q.Get("page_token"), Email: q.Get("email")}
 	if s := q.Get("page_size"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 32)
 		switch {
@@ -126,41 +206,61 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// decodeCreate reads a CreateUser body: one JSON object with only the known
-// fields, each of the right type.
-func decodeCreate(body io.Reader, req *usersv1.CreateUserRequest) error {
-	b, err := io.ReadAll(body)
+// readBody reads a REST request body of at most maxRESTBody bytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRESTBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return errTooLarge
+			return nil, errTooLarge
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("read body: %w: %w", context.DeadlineExceeded, err)
+			return nil, fmt.Errorf("read body: %w: %w", context.DeadlineExceeded, err)
 		}
 		// The client went away mid-body.
-		return fmt.Errorf("read body: %w: %w", context.Canceled, err)
+		return nil, fmt.Errorf("read body: %w: %w", context.Canceled, err)
 	}
-	return decodeCreateJSON(b, req)
+	return b, nil
 }
 
+// decodeCreateJSON reads a CreateUser body; a missing field is empty, which
+// validation refuses.
 func decodeCreateJSON(b []byte, req *usersv1.CreateUserRequest) error {
-	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return fieldError("body", "must be a JSON object")
+	f, err := decodeUserFields(b)
+	if err != nil {
+		return err
 	}
-	var in struct {
-		Email    string `json:"email"`
-		FullName string `json:"full_name"`
+	if f.Email != nil {
+		req.Email = *f.Email
+	}
+	if f.FullName != nil {
+		req.FullName = *f.FullName
+	}
+	return nil
+}
+
+// userFields is the body of POST /users and PATCH /users/{id}; nil is a
+// field the body does not have.
+type userFields struct {
+	Email    *string `json:"email"`
+	FullName *string `json:"full_name"`
+}
+
+// decodeUserFields reads one JSON object with only the known fields, each
+// a string.
+func decodeUserFields(b []byte) (userFields, error) {
+	var f userFields
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return f, fieldError("body", "must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return bodyError(err)
+	if err := dec.Decode(&f); err != nil {
+		return f, bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fieldError("body", "must hold exactly one JSON object")
+		return f, fieldError("body", "must hold exactly one JSON object")
 	}
-	req.Email, req.FullName = in.Email, in.FullName
-	return nil
+	return f, nil
 }
 
 // bodyError describes a JSON decoding error without echoing the input.

@@ -45,7 +45,15 @@ func TestRESTBodies(t *testing.T) {
 		{"page_size not a number", "GET", "/users?page_size=ten", "", 400, "validation", "page_size", ""},
 		{"empty id", "GET", "/users/%20", "", 400, "validation", "id", ""},
 		{"PUT /users", "PUT", "/users", "{}", 405, "method_not_allowed", "", "GET, HEAD, POST"},
-		{"DELETE /users/{id}", "DELETE", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", "", 405, "method_not_allowed", "", "GET, HEAD"},
+		{"PUT /users/{id}", "PUT", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", "{}", 405, "method_not_allowed", "", "GET, HEAD, PATCH, DELETE"},
+		{"PATCH array", "PATCH", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", `[]`, 400, "validation", "body", ""},
+		{"PATCH empty object", "PATCH", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", `{}`, 400, "validation", "body", ""},
+		{"PATCH unknown field", "PATCH", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", `{"etag":"x"}`, 400, "validation", "body", ""},
+		{"PATCH wrong type", "PATCH", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", `{"email":null,"full_name":7}`, 400, "validation", "full_name", ""},
+		{"PATCH malformed id", "PATCH", "/users/nope", `{"full_name":"x"}`, 400, "validation", "id", ""},
+		{"PATCH over 1 MiB", "PATCH", "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", `{"full_name":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "too_large", "", ""},
+		{"DELETE malformed id", "DELETE", "/users/nope", "", 400, "validation", "id", ""},
+		{"list by malformed email", "GET", "/users?email=nope", "", 400, "validation", "email", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,10 +83,10 @@ func TestCORS(t *testing.T) {
 	db := dbtest.New(t, store.Config{MaxConns: 2})
 	log := logtest.New(t)
 	// Authentication off on purpose: preflights are answered before it.
-	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{
+	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{
 		Logger: log, CORSOrigins: []string{"http://app.example"},
 	})
-	closed := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
+	closed := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: log})
 
 	preflight := func(h http.Handler, origin string) http.Header {
 		req, _ := http.NewRequest(http.MethodOptions, "/users.v1.UserService/CreateUser", nil)
@@ -115,7 +123,7 @@ func TestWebDir(t *testing.T) {
 	must(os.WriteFile(filepath.Join(dir, "assets", "app.js"), []byte("console.log(1)"), 0o644))
 	db := dbtest.New(t, store.Config{MaxConns: 2})
 	// Authentication off on purpose: the page's files are public anyway.
-	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
+	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -166,7 +174,7 @@ func TestSlowBody(t *testing.T) {
 	log := logtest.New(t)
 	iss, v := testVerifier(t, log)
 	token := iss.Token("slow", server.ScopeWrite)
-	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: time.Second, Verifier: v})
+	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: time.Second, Verifier: v})
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -214,7 +222,7 @@ func TestTraceparentWithoutTracing(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	// Authentication off on purpose: the trace id must reach the log
 	// whatever the answer.
-	h := newHandler(t, store.NewUsers(db, nil), server.NewHealth(db.Ping), server.Options{Logger: log})
+	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: log})
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	for _, req := range []*http.Request{
 		httptestRequest(http.MethodGet, "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", ""),

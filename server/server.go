@@ -147,8 +147,11 @@ func newRoutes(svc *service, health *Health, tel *telemetry, timeout time.Durati
 	handle("POST /users", tel.traced("POST /users", withTimeout(timeout, r.create)))
 	handle("GET /users", tel.traced("GET /users", withTimeout(timeout, r.list)))
 	handle("GET /users/{id}", tel.traced("GET /users/{id}", withTimeout(timeout, r.get)))
+	handle("PATCH /users/{id}", tel.traced("PATCH /users/{id}", withTimeout(timeout, r.update)))
+	handle("DELETE /users/{id}", tel.traced("DELETE /users/{id}", withTimeout(timeout, r.remove)))
 	handle("/users", methodNotAllowed("GET, HEAD, POST"))
-	handle("/users/{id}", methodNotAllowed("GET, HEAD"))
+	handle("/users/{id}", methodNotAllowed("GET, HEAD, PATCH, DELETE"))
+	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 	handle("GET /healthz", http.HandlerFunc(health.serveHTTP))
 	handle("GET /livez", http.HandlerFunc(serveLivez))
 	for pattern, h := range opts.Mounts {
@@ -207,9 +210,9 @@ func withCORS(origins []string, h http.Handler) http.Handler {
 	}
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
-		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), "Location", "Retry-After", "WWW-Authenticate"),
+		AllowedMethods: append(connectcors.AllowedMethods(), http.MethodPatch, http.MethodDelete),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization", "If-Match"),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "Location", "ETag", "Retry-After", "WWW-Authenticate"),
 		MaxAge:         7200,
 	}).Handler(h)
 }

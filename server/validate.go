@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 )
@@ -52,10 +53,72 @@ func validate(req any) error {
 		if r.PageSize < 0 {
 			return fieldError("page_size", "must not be negative")
 		}
-		_, err := decodePageToken(r.PageToken)
+		if _, err := decodePageToken(r.PageToken); err != nil {
+			return err
+		}
+		if r.Email = strings.TrimSpace(r.Email); r.Email != "" {
+			return checkEmail(r.Email)
+		}
+		return nil
+	case *usersv1.UpdateUserRequest:
+		return validateUpdate(r)
+	case *usersv1.DeleteUserRequest:
+		_, err := parseID(r.Id)
 		return err
 	}
 	return fmt.Errorf("validate: unexpected request type %T", req)
+}
+
+// Updatable fields of a user, as update_mask paths.
+const (
+	pathEmail    = "email"
+	pathFullName = "full_name"
+)
+
+// validateUpdate checks an UpdateUserRequest and fills in an empty mask
+// with the updatable fields that are set, so the mask always lists exactly
+// what changes.
+func validateUpdate(r *usersv1.UpdateUserRequest) error {
+	u := r.User
+	if u == nil {
+		return fieldError("user", "is required: it names the user by id and holds the new values")
+	}
+	if _, err := parseID(u.Id); err != nil {
+		return fieldError("user.id", "%s", err.(*FieldError).Message)
+	}
+	u.Email, u.FullName = strings.TrimSpace(u.Email), strings.TrimSpace(u.FullName)
+	if r.UpdateMask == nil {
+		r.UpdateMask = &fieldmaskpb.FieldMask{}
+	}
+	if len(r.UpdateMask.Paths) == 0 {
+		if u.Email != "" {
+			r.UpdateMask.Paths = append(r.UpdateMask.Paths, pathEmail)
+		}
+		if u.FullName != "" {
+			r.UpdateMask.Paths = append(r.UpdateMask.Paths, pathFullName)
+		}
+		if len(r.UpdateMask.Paths) == 0 {
+			return fieldError("update_mask", "names nothing to update: set email or full_name")
+		}
+	}
+	for _, path := range r.UpdateMask.Paths {
+		var err error
+		switch path {
+		case pathEmail:
+			err = checkEmail(u.Email)
+		case pathFullName:
+			err = checkFullName(u.FullName)
+		default:
+			if len(path) > 64 {
+				path = path[:64] + "..."
+			}
+			return fieldError("update_mask", "path %q cannot be updated; updatable: email, full_name", path)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkEmail(email string) error {

@@ -1,6 +1,6 @@
 // Package store holds the PostgreSQL pool and the queries on users. It knows
 // nothing about HTTP, Connect or River's workers; callers get domain errors
-// (ErrNotFound, ErrEmailTaken, ErrUnavailable) or context errors.
+// (ErrNotFound, ErrEmailTaken, ErrStale, ErrUnavailable, ...) or context errors.
 package store
 
 import (

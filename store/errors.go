@@ -18,7 +18,13 @@ var (
 	ErrEmailTaken = errors.New("email already taken")
 	// ErrSubjectTaken is a second self sign-up by one token subject.
 	ErrSubjectTaken = errors.New("this account already has a user")
-	ErrUnavailable  = errors.New("database unavailable")
+	// ErrStale is an update or delete guarded by a version the user no
+	// longer has.
+	ErrStale = errors.New("the user has changed since it was read")
+	// ErrNotOwner is an update or delete guarded by a subject the user is
+	// not bound to.
+	ErrNotOwner    = errors.New("the user belongs to someone else")
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // Unique indexes, by the names store/ recognises their violations by.

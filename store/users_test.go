@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func setup(t *testing.T) (*store.Users, *store.DB) {
 	t.Helper()
 	db := dbtest.New(t, store.Config{MaxConns: 8, AcquireTimeout: 5 * time.Second})
-	return store.NewUsers(db, nil), db
+	return store.NewUsers(db, store.Hooks{}), db
 }
 
 func TestCreateGet(t *testing.T) {
@@ -89,7 +89,7 @@ func TestCreateHookRollsBack(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t, store.Config{MaxConns: 4})
 	boom := errors.New("boom")
-	users := store.NewUsers(db, func(ctx context.Context, tx pgx.Tx, u store.User) error { return boom })
+	users := store.NewUsers(db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, u store.User) error { return boom }})
 	if _, err := users.Create(t.Context(), store.NewUser{Email: "hook@example.com", FullName: "Hook"}); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want the hook's error", err)
 	}
@@ -173,5 +173,74 @@ func TestListWalksAllPages(t *testing.T) {
 	}
 	if pages < 6 {
 		t.Errorf("walked %d pages, want at least 6 for 53 users at 10 a page", pages)
+	}
+}
+
+func TestUpdateAndDeleteGuards(t *testing.T) {
+	t.Parallel()
+	users, _ := setup(t)
+	ctx := t.Context()
+	str := func(s string) *string { return &s }
+	u, err := users.Create(ctx, store.NewUser{Email: "ada@example.com", FullName: "Ada", Subject: "sub-ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Version != 1 || !u.UpdatedAt.Equal(u.CreatedAt) {
+		t.Errorf("new user: version %d, updated_at %v (created %v)", u.Version, u.UpdatedAt, u.CreatedAt)
+	}
+	other, err := users.Create(ctx, store.NewUser{Email: "grace@example.com", FullName: "Grace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Changing one's own email's case is no conflict with oneself.
+	v2, err := users.Update(ctx, u.ID, store.Patch{Email: str("ADA@example.com")}, store.Guard{Version: 1, Subject: "sub-ada"})
+	if err != nil || v2.Email != "ADA@example.com" || v2.FullName != "Ada" || v2.Version != 2 || !v2.UpdatedAt.After(v2.CreatedAt) {
+		t.Fatalf("update: %+v, %v", v2, err)
+	}
+	for name, tc := range map[string]struct {
+		id    uuid.UUID
+		patch store.Patch
+		guard store.Guard
+		want  error
+	}{
+		"stale version":   {u.ID, store.Patch{FullName: str("x")}, store.Guard{Version: 1}, store.ErrStale},
+		"someone else's":  {u.ID, store.Patch{FullName: str("x")}, store.Guard{Subject: "sub-mallory"}, store.ErrNotOwner},
+		"unbound user":    {other.ID, store.Patch{FullName: str("x")}, store.Guard{Subject: "sub-ada"}, store.ErrNotOwner},
+		"unknown id":      {uuid.Must(uuid.NewV7()), store.Patch{FullName: str("x")}, store.Guard{}, store.ErrNotFound},
+		"email taken":     {u.ID, store.Patch{Email: str("GRACE@example.com")}, store.Guard{}, store.ErrEmailTaken},
+		"owner and stale": {u.ID, store.Patch{FullName: str("x")}, store.Guard{Version: 7, Subject: "sub-ada"}, store.ErrStale},
+	} {
+		if _, err := users.Update(ctx, tc.id, tc.patch, tc.guard); !errors.Is(err, tc.want) {
+			t.Errorf("update, %s: err = %v, want %v", name, err, tc.want)
+		}
+		if tc.want == store.ErrEmailTaken {
+			continue // an unguarded delete would succeed
+		}
+		if err := users.Delete(ctx, tc.id, tc.guard); !errors.Is(err, tc.want) {
+			t.Errorf("delete, %s: err = %v, want %v", name, err, tc.want)
+		}
+	}
+	if got, err := users.Get(ctx, u.ID); err != nil || got.Version != 2 || got.FullName != "Ada" {
+		t.Errorf("refused changes changed the user: %+v, %v", got, err)
+	}
+
+	found, err := users.FindByEmail(ctx, "ada@EXAMPLE.com")
+	if err != nil || found.ID != u.ID {
+		t.Errorf("find by email in other case: %+v, %v", found, err)
+	}
+	if _, err := users.FindByEmail(ctx, "nobody@example.com"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("find unknown email: %v", err)
+	}
+
+	if err := users.Delete(ctx, u.ID, store.Guard{Version: 2, Subject: "sub-ada"}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := users.Get(ctx, u.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get after delete: %v", err)
+	}
+	// The subject may sign up again.
+	if _, err := users.Create(ctx, store.NewUser{Email: "ada2@example.com", FullName: "Ada", Subject: "sub-ada"}); err != nil {
+		t.Errorf("sign-up after delete: %v", err)
 	}
 }

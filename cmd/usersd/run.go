@@ -180,7 +180,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 	if err != nil {
 		return nil, err
 	}
-	users := store.NewUsers(a.db, jobs.EnqueueWelcome(a.river))
+	users := store.NewUsers(a.db, jobs.WelcomeHooks(a.river))
 	welcome.Users = users
 	if cfg.RiverWorkers > 0 {
 		// Not ctx: its cancellation would cancel running jobs at the first

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
@@ -197,6 +198,47 @@ func TestTelemetry(t *testing.T) {
 			}
 		})
 	}
+
+	// A delete's spans carry the user's id, never the email.
+	t.Run("delete", func(t *testing.T) {
+		c := usersv1connect.NewUserServiceClient(hc, base)
+		const email = "traced-delete@example.com"
+		created, err := c.CreateUser(t.Context(), connect.NewRequest(&usersv1.CreateUserRequest{Email: email, FullName: "Traced"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := created.Msg.User.Id
+		traceID := randomHex(16)
+		req := connect.NewRequest(&usersv1.DeleteUserRequest{Id: id})
+		req.Header().Set("traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
+		if _, err := c.DeleteUser(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		var srv sdktrace.ReadOnlySpan
+		for deadline := time.Now().Add(5 * time.Second); srv == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, s := range rec.Ended() {
+				if s.SpanContext().TraceID().String() == traceID && s.SpanKind() == trace.SpanKindServer {
+					srv = s
+				}
+			}
+		}
+		if srv == nil {
+			t.Fatal("no server span for the delete")
+		}
+		if !slices.ContainsFunc(srv.Attributes(), func(a attribute.KeyValue) bool { return a.Key == "user.id" && a.Value.AsString() == id }) {
+			t.Errorf("the delete's server span lacks user.id=%s: %v", id, srv.Attributes())
+		}
+		for _, s := range rec.Ended() {
+			if s.SpanContext().TraceID().String() != traceID {
+				continue
+			}
+			for _, a := range s.Attributes() {
+				if strings.Contains(a.Value.Emit(), email) {
+					t.Errorf("span %q of the delete carries the email in %s", s.Name(), a.Key)
+				}
+			}
+		}
+	})
 
 	// The access lines name the caller; no line holds its token.
 	if !strings.Contains(logs.String(), `"subject":"telemetry-client"`) {

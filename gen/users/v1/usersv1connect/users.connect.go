@@ -2,7 +2,8 @@
 //
 // Source: users/v1/users.proto
 
-// Package users.v1 is the public API of usersd: create, look up and list users.
+// Package users.v1 is the public API of usersd: create, look up, list,
+// update and delete users.
 package usersv1connect
 
 import (
@@ -40,6 +41,10 @@ const (
 	UserServiceGetUserProcedure = "/users.v1.UserService/GetUser"
 	// UserServiceListUsersProcedure is the fully-qualified name of the UserService's ListUsers RPC.
 	UserServiceListUsersProcedure = "/users.v1.UserService/ListUsers"
+	// UserServiceUpdateUserProcedure is the fully-qualified name of the UserService's UpdateUser RPC.
+	UserServiceUpdateUserProcedure = "/users.v1.UserService/UpdateUser"
+	// UserServiceDeleteUserProcedure is the fully-qualified name of the UserService's DeleteUser RPC.
+	UserServiceDeleteUserProcedure = "/users.v1.UserService/DeleteUser"
 )
 
 // UserServiceClient is a client for the users.v1.UserService service.
@@ -56,6 +61,17 @@ type UserServiceClient interface {
 	// stable: walking them with next_page_token visits every user that existed
 	// when the walk began exactly once, even while new users are created.
 	ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error)
+	// UpdateUser changes a user's email or full name and returns the user with
+	// a new etag and updated_at. Fails with NOT_FOUND when no user has
+	// user.id, INVALID_ARGUMENT when a path of update_mask is not updatable or
+	// a new value breaks its rule, ALREADY_EXISTS when the new email belongs
+	// to another user, and FAILED_PRECONDITION when user.etag is set and the
+	// stored user has changed since (nothing is written then).
+	UpdateUser(context.Context, *connect.Request[v1.UpdateUserRequest]) (*connect.Response[v1.UpdateUserResponse], error)
+	// DeleteUser erases a user: the user is gone, and a welcome email not yet
+	// sent never will be. Fails with NOT_FOUND when no user has the id and
+	// FAILED_PRECONDITION when etag is set and differs from the stored one.
+	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 }
 
 // NewUserServiceClient constructs a client for the users.v1.UserService service. By default, it
@@ -89,6 +105,20 @@ func NewUserServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		updateUser: connect.NewClient[v1.UpdateUserRequest, v1.UpdateUserResponse](
+			httpClient,
+			baseURL+UserServiceUpdateUserProcedure,
+			connect.WithSchema(userServiceMethods.ByName("UpdateUser")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		deleteUser: connect.NewClient[v1.DeleteUserRequest, v1.DeleteUserResponse](
+			httpClient,
+			baseURL+UserServiceDeleteUserProcedure,
+			connect.WithSchema(userServiceMethods.ByName("DeleteUser")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -97,6 +127,8 @@ type userServiceClient struct {
 	createUser *connect.Client[v1.CreateUserRequest, v1.CreateUserResponse]
 	getUser    *connect.Client[v1.GetUserRequest, v1.GetUserResponse]
 	listUsers  *connect.Client[v1.ListUsersRequest, v1.ListUsersResponse]
+	updateUser *connect.Client[v1.UpdateUserRequest, v1.UpdateUserResponse]
+	deleteUser *connect.Client[v1.DeleteUserRequest, v1.DeleteUserResponse]
 }
 
 // CreateUser calls users.v1.UserService.CreateUser.
@@ -114,6 +146,16 @@ func (c *userServiceClient) ListUsers(ctx context.Context, req *connect.Request[
 	return c.listUsers.CallUnary(ctx, req)
 }
 
+// UpdateUser calls users.v1.UserService.UpdateUser.
+func (c *userServiceClient) UpdateUser(ctx context.Context, req *connect.Request[v1.UpdateUserRequest]) (*connect.Response[v1.UpdateUserResponse], error) {
+	return c.updateUser.CallUnary(ctx, req)
+}
+
+// DeleteUser calls users.v1.UserService.DeleteUser.
+func (c *userServiceClient) DeleteUser(ctx context.Context, req *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
+	return c.deleteUser.CallUnary(ctx, req)
+}
+
 // UserServiceHandler is an implementation of the users.v1.UserService service.
 type UserServiceHandler interface {
 	// CreateUser stores a new user and queues its welcome email in the same
@@ -128,6 +170,17 @@ type UserServiceHandler interface {
 	// stable: walking them with next_page_token visits every user that existed
 	// when the walk began exactly once, even while new users are created.
 	ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error)
+	// UpdateUser changes a user's email or full name and returns the user with
+	// a new etag and updated_at. Fails with NOT_FOUND when no user has
+	// user.id, INVALID_ARGUMENT when a path of update_mask is not updatable or
+	// a new value breaks its rule, ALREADY_EXISTS when the new email belongs
+	// to another user, and FAILED_PRECONDITION when user.etag is set and the
+	// stored user has changed since (nothing is written then).
+	UpdateUser(context.Context, *connect.Request[v1.UpdateUserRequest]) (*connect.Response[v1.UpdateUserResponse], error)
+	// DeleteUser erases a user: the user is gone, and a welcome email not yet
+	// sent never will be. Fails with NOT_FOUND when no user has the id and
+	// FAILED_PRECONDITION when etag is set and differs from the stored one.
+	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 }
 
 // NewUserServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -157,6 +210,20 @@ func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	userServiceUpdateUserHandler := connect.NewUnaryHandler(
+		UserServiceUpdateUserProcedure,
+		svc.UpdateUser,
+		connect.WithSchema(userServiceMethods.ByName("UpdateUser")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceDeleteUserHandler := connect.NewUnaryHandler(
+		UserServiceDeleteUserProcedure,
+		svc.DeleteUser,
+		connect.WithSchema(userServiceMethods.ByName("DeleteUser")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/users.v1.UserService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case UserServiceCreateUserProcedure:
@@ -165,6 +232,10 @@ func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption
 			userServiceGetUserHandler.ServeHTTP(w, r)
 		case UserServiceListUsersProcedure:
 			userServiceListUsersHandler.ServeHTTP(w, r)
+		case UserServiceUpdateUserProcedure:
+			userServiceUpdateUserHandler.ServeHTTP(w, r)
+		case UserServiceDeleteUserProcedure:
+			userServiceDeleteUserHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -184,4 +255,12 @@ func (UnimplementedUserServiceHandler) GetUser(context.Context, *connect.Request
 
 func (UnimplementedUserServiceHandler) ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.ListUsers is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) UpdateUser(context.Context, *connect.Request[v1.UpdateUserRequest]) (*connect.Response[v1.UpdateUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.UpdateUser is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.DeleteUser is not implemented"))
 }

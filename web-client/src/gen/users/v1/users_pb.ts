@@ -2,19 +2,20 @@
 // @generated from file users/v1/users.proto (package users.v1, syntax proto3)
 /* eslint-disable */
 
-// Package users.v1 is the public API of usersd: create, look up and list users.
+// Package users.v1 is the public API of usersd: create, look up, list,
+// update and delete users.
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file users/v1/users.proto.
  */
 export const file_users_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("ChR1c2Vycy92MS91c2Vycy5wcm90bxIIdXNlcnMudjEiZAoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIRCglmdWxsX25hbWUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNQoRQ3JlYXRlVXNlclJlcXVlc3QSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJIjIKEkNyZWF0ZVVzZXJSZXNwb25zZRIcCgR1c2VyGAEgASgLMg4udXNlcnMudjEuVXNlciIcCg5HZXRVc2VyUmVxdWVzdBIKCgJpZBgBIAEoCSIvCg9HZXRVc2VyUmVzcG9uc2USHAoEdXNlchgBIAEoCzIOLnVzZXJzLnYxLlVzZXIiOQoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJLChFMaXN0VXNlcnNSZXNwb25zZRIdCgV1c2VycxgBIAMoCzIOLnVzZXJzLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMuYBCgtVc2VyU2VydmljZRJHCgpDcmVhdGVVc2VyEhsudXNlcnMudjEuQ3JlYXRlVXNlclJlcXVlc3QaHC51c2Vycy52MS5DcmVhdGVVc2VyUmVzcG9uc2USQwoHR2V0VXNlchIYLnVzZXJzLnYxLkdldFVzZXJSZXF1ZXN0GhkudXNlcnMudjEuR2V0VXNlclJlc3BvbnNlIgOQAgESSQoJTGlzdFVzZXJzEhoudXNlcnMudjEuTGlzdFVzZXJzUmVxdWVzdBobLnVzZXJzLnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIgOQAgFCLVorZ2l0aHViLmNvbS9hY21lL3VzZXJzZC9nZW4vdXNlcnMvdjE7dXNlcnN2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChR1c2Vycy92MS91c2Vycy5wcm90bxIIdXNlcnMudjEiogEKBFVzZXISCgoCaWQYASABKAkSDQoFZW1haWwYAiABKAkSEQoJZnVsbF9uYW1lGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGV0YWcYBiABKAkiNQoRQ3JlYXRlVXNlclJlcXVlc3QSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJIjIKEkNyZWF0ZVVzZXJSZXNwb25zZRIcCgR1c2VyGAEgASgLMg4udXNlcnMudjEuVXNlciIcCg5HZXRVc2VyUmVxdWVzdBIKCgJpZBgBIAEoCSIvCg9HZXRVc2VyUmVzcG9uc2USHAoEdXNlchgBIAEoCzIOLnVzZXJzLnYxLlVzZXIiSAoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVlbWFpbBgDIAEoCSJLChFMaXN0VXNlcnNSZXNwb25zZRIdCgV1c2VycxgBIAMoCzIOLnVzZXJzLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImIKEVVwZGF0ZVVzZXJSZXF1ZXN0EhwKBHVzZXIYASABKAsyDi51c2Vycy52MS5Vc2VyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIyChJVcGRhdGVVc2VyUmVzcG9uc2USHAoEdXNlchgBIAEoCzIOLnVzZXJzLnYxLlVzZXIiLQoRRGVsZXRlVXNlclJlcXVlc3QSCgoCaWQYASABKAkSDAoEZXRhZxgCIAEoCSIUChJEZWxldGVVc2VyUmVzcG9uc2UyggMKC1VzZXJTZXJ2aWNlEkcKCkNyZWF0ZVVzZXISGy51c2Vycy52MS5DcmVhdGVVc2VyUmVxdWVzdBocLnVzZXJzLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJDCgdHZXRVc2VyEhgudXNlcnMudjEuR2V0VXNlclJlcXVlc3QaGS51c2Vycy52MS5HZXRVc2VyUmVzcG9uc2UiA5ACARJJCglMaXN0VXNlcnMSGi51c2Vycy52MS5MaXN0VXNlcnNSZXF1ZXN0GhsudXNlcnMudjEuTGlzdFVzZXJzUmVzcG9uc2UiA5ACARJMCgpVcGRhdGVVc2VyEhsudXNlcnMudjEuVXBkYXRlVXNlclJlcXVlc3QaHC51c2Vycy52MS5VcGRhdGVVc2VyUmVzcG9uc2UiA5ACAhJMCgpEZWxldGVVc2VyEhsudXNlcnMudjEuRGVsZXRlVXNlclJlcXVlc3QaHC51c2Vycy52MS5EZWxldGVVc2VyUmVzcG9uc2UiA5ACAkItWitnaXRodWIuY29tL2FjbWUvdXNlcnNkL2dlbi91c2Vycy92MTt1c2Vyc3YxYgZwcm90bzM", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * User is a stored user account.
@@ -39,7 +40,7 @@ export type User = Message<"users.v1.User"> & {
   email: string;
 
   /**
-   * full_name is the name as given at creation, with surrounding space removed.
+   * full_name is the name as given, with surrounding space removed.
    *
    * @generated from field: string full_name = 3;
    */
@@ -51,6 +52,22 @@ export type User = Message<"users.v1.User"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 4;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * updated_at is when the user last changed; created_at until it does.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 5;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * etag identifies this version of the user; it changes on every update.
+   * It is opaque: pass it back in UpdateUser (user.etag) or DeleteUser to
+   * act only if nobody changed the user since you read it.
+   *
+   * @generated from field: string etag = 6;
+   */
+  etag: string;
 };
 
 /**
@@ -177,6 +194,15 @@ export type ListUsersRequest = Message<"users.v1.ListUsersRequest"> & {
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * email, when set, returns only the user with this email, compared
+   * regardless of case: zero or one user. It follows the email rules of
+   * CreateUserRequest.
+   *
+   * @generated from field: string email = 3;
+   */
+  email: string;
 };
 
 /**
@@ -215,19 +241,127 @@ export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE_
   messageDesc(file_users_v1_users, 6);
 
 /**
+ * UpdateUserRequest changes some fields of one user.
+ *
+ * @generated from message users.v1.UpdateUserRequest
+ */
+export type UpdateUserRequest = Message<"users.v1.UpdateUserRequest"> & {
+  /**
+   * user names the user by id and holds the new values. When etag is set,
+   * the update happens only if the stored user still has that etag.
+   * Other output fields (created_at, updated_at) are ignored.
+   *
+   * @generated from field: users.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * update_mask lists the fields to change: "email", "full_name". Empty
+   * means every updatable field that is set (non-empty) in user. Any other
+   * path is INVALID_ARGUMENT. New values follow the rules of
+   * CreateUserRequest.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message users.v1.UpdateUserRequest.
+ * Use `create(UpdateUserRequestSchema)` to create a new message.
+ */
+export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
+  messageDesc(file_users_v1_users, 7);
+
+/**
+ * UpdateUserResponse holds the updated user.
+ *
+ * @generated from message users.v1.UpdateUserResponse
+ */
+export type UpdateUserResponse = Message<"users.v1.UpdateUserResponse"> & {
+  /**
+   * user is the user as stored after the update, with its new etag.
+   *
+   * @generated from field: users.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message users.v1.UpdateUserResponse.
+ * Use `create(UpdateUserResponseSchema)` to create a new message.
+ */
+export const UpdateUserResponseSchema: GenMessage<UpdateUserResponse> = /*@__PURE__*/
+  messageDesc(file_users_v1_users, 8);
+
+/**
+ * DeleteUserRequest names the user to erase.
+ *
+ * @generated from message users.v1.DeleteUserRequest
+ */
+export type DeleteUserRequest = Message<"users.v1.DeleteUserRequest"> & {
+  /**
+   * id is the user's id, a canonical UUID string.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * etag, when set, must match the stored user's etag, or nothing is
+   * deleted and the call fails with FAILED_PRECONDITION.
+   *
+   * @generated from field: string etag = 2;
+   */
+  etag: string;
+};
+
+/**
+ * Describes the message users.v1.DeleteUserRequest.
+ * Use `create(DeleteUserRequestSchema)` to create a new message.
+ */
+export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
+  messageDesc(file_users_v1_users, 9);
+
+/**
+ * DeleteUserResponse is empty: the user is gone.
+ *
+ * @generated from message users.v1.DeleteUserResponse
+ */
+export type DeleteUserResponse = Message<"users.v1.DeleteUserResponse"> & {
+};
+
+/**
+ * Describes the message users.v1.DeleteUserResponse.
+ * Use `create(DeleteUserResponseSchema)` to create a new message.
+ */
+export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
+  messageDesc(file_users_v1_users, 10);
+
+/**
  * UserService manages user accounts.
  *
  * Every RPC is served over Connect (JSON and binary, HTTP/1.1 and HTTP/2),
- * gRPC and gRPC-Web on the same port. Errors use these codes:
+ * gRPC and gRPC-Web on the same port, and needs an OpenID bearer token
+ * ("authorization: Bearer <JWT>") whose scopes allow it: users:read to read
+ * any user, users:write to create, update or delete any user; without
+ * them a token may create one user bound to its subject and then read,
+ * update and delete only that user. Errors use these codes:
+ *   - UNAUTHENTICATED: no bearer token, or one that fails verification.
+ *   - PERMISSION_DENIED: the token does not allow the call; also for the id
+ *     of someone else's user, whether or not it exists.
  *   - INVALID_ARGUMENT: a field breaks the rules documented on it; the error
  *     carries a google.rpc.BadRequest detail naming the field.
  *   - NOT_FOUND: no user has the requested id.
- *   - ALREADY_EXISTS: the email is taken (compared case-insensitively).
- *   - RESOURCE_EXHAUSTED: the request message is larger than 64 KiB.
+ *   - ALREADY_EXISTS: the email is taken (compared case-insensitively), or
+ *     the token's subject already signed up a user.
+ *   - FAILED_PRECONDITION: the etag given does not match the stored user's.
+ *   - RESOURCE_EXHAUSTED: the request message is larger than 64 KiB, or the
+ *     caller is over its rate limit (retry after the Retry-After header).
  *   - DEADLINE_EXCEEDED: the request took longer than the client's deadline
  *     or the server's request timeout (15 s by default).
- *   - UNAVAILABLE: the database cannot be reached; the call is safe to retry
- *     for GetUser and ListUsers.
+ *   - UNAVAILABLE: the database or the token issuer cannot be reached; the
+ *     call is safe to retry for GetUser and ListUsers.
  *   - INTERNAL: anything else; the message never carries internal detail.
  *
  * @generated from service users.v1.UserService
@@ -268,6 +402,33 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof ListUsersRequestSchema;
     output: typeof ListUsersResponseSchema;
+  },
+  /**
+   * UpdateUser changes a user's email or full name and returns the user with
+   * a new etag and updated_at. Fails with NOT_FOUND when no user has
+   * user.id, INVALID_ARGUMENT when a path of update_mask is not updatable or
+   * a new value breaks its rule, ALREADY_EXISTS when the new email belongs
+   * to another user, and FAILED_PRECONDITION when user.etag is set and the
+   * stored user has changed since (nothing is written then).
+   *
+   * @generated from rpc users.v1.UserService.UpdateUser
+   */
+  updateUser: {
+    methodKind: "unary";
+    input: typeof UpdateUserRequestSchema;
+    output: typeof UpdateUserResponseSchema;
+  },
+  /**
+   * DeleteUser erases a user: the user is gone, and a welcome email not yet
+   * sent never will be. Fails with NOT_FOUND when no user has the id and
+   * FAILED_PRECONDITION when etag is set and differs from the stored one.
+   *
+   * @generated from rpc users.v1.UserService.DeleteUser
+   */
+  deleteUser: {
+    methodKind: "unary";
+    input: typeof DeleteUserRequestSchema;
+    output: typeof DeleteUserResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_users_v1_users, 0);
