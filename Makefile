@@ -4,7 +4,7 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 BUF      := $(TOOL) buf
 NODE_BIN := web-client/node_modules/.bin
 
-.PHONY: run token test test-go test-web test-faults fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
+.PHONY: run token test test-go test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
 
 ## run: start usersd on :8000 with a local PostgreSQL in .devdb/ (or DATABASE_URL)
 ## and the development OpenID issuer on DEV_ISSUER_ADDR (unless AUTH_ISSUER is set)
@@ -35,6 +35,23 @@ test-faults: build
 ## test-web: Node and browser tests of the web client against a live usersd
 test-web: build web
 	web-client/scripts/test.sh
+
+## image: the container image as an OCI archive in bin/ (offline, from scratch; the
+## Dockerfile is the same image for machines that can pull golang and distroless)
+image: build
+	scripts/image.sh
+
+## test-container: run the image with podman against the test PostgreSQL
+test-container: image
+	scripts/test-container.sh
+
+## test-k8s: render deploy/k8s with kustomize and decode it strictly into the Kubernetes types
+test-k8s:
+	scripts/test-k8s.sh
+
+## test-cluster: three replicas behind HAProxy, through PgBouncer, real processes
+test-cluster: build
+	scripts/test-cluster.sh
 
 ## build: the usersd binary in bin/, with release flags
 build:

@@ -16,25 +16,27 @@ import (
 
 // config is everything usersd reads from the environment (DESIGN.md).
 type config struct {
-	DatabaseURL     string
-	Bind            string
-	MaxConns        int32
-	MinConns        int32
-	AcquireTimeout  time.Duration
-	RequestTimeout  time.Duration
-	ShutdownDrain   time.Duration
-	ShutdownTimeout time.Duration
-	CORSOrigins     []string
-	LogLevel        slog.Level
-	LogFormat       string
-	SMTPURL         string
-	MailFrom        string
-	RiverWorkers    int
-	RiverUIUser     string
-	RiverUIPassword string
-	WebDir          string
-	PprofBind       string
-	MetricsBind     string
+	DatabaseURL        string
+	MigrateDatabaseURL string // migrations' direct connection; empty: DatabaseURL
+	RiverPollOnly      bool
+	Bind               string
+	MaxConns           int32
+	MinConns           int32
+	AcquireTimeout     time.Duration
+	RequestTimeout     time.Duration
+	ShutdownDrain      time.Duration
+	ShutdownTimeout    time.Duration
+	CORSOrigins        []string
+	LogLevel           slog.Level
+	LogFormat          string
+	SMTPURL            string
+	MailFrom           string
+	RiverWorkers       int
+	RiverUIUser        string
+	RiverUIPassword    string
+	WebDir             string
+	PprofBind          string
+	MetricsBind        string
 
 	AuthIssuer     string
 	AuthAudience   string
@@ -46,34 +48,39 @@ type config struct {
 	TrustedProxies []netip.Prefix
 }
 
+// defaultBind is where usersd listens without BIND.
+const defaultBind = "0.0.0.0:8000"
+
 // loadConfig reads the configuration; an error names the variable at fault.
 func loadConfig(getenv func(string) string) (config, error) {
 	p := parser{getenv: getenv}
 	c := config{
-		DatabaseURL:     getenv("DATABASE_URL"),
-		Bind:            cmp.Or(getenv("BIND"), "0.0.0.0:8000"),
-		MaxConns:        int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
-		MinConns:        int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
-		AcquireTimeout:  p.duration("DB_ACQUIRE_TIMEOUT", 5*time.Second),
-		RequestTimeout:  p.duration("REQUEST_TIMEOUT", 15*time.Second),
-		ShutdownDrain:   p.duration("SHUTDOWN_DRAIN", 0),
-		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
-		LogFormat:       cmp.Or(getenv("LOG_FORMAT"), "json"),
-		SMTPURL:         getenv("SMTP_URL"),
-		MailFrom:        cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
-		RiverWorkers:    p.int("RIVER_WORKERS", 10, 0, 10000),
-		RiverUIUser:     cmp.Or(getenv("RIVER_UI_USER"), "admin"),
-		RiverUIPassword: getenv("RIVER_UI_PASSWORD"),
-		WebDir:          getenv("WEB_DIR"),
-		PprofBind:       getenv("PPROF_BIND"),
-		MetricsBind:     getenv("METRICS_BIND"),
-		AuthIssuer:      getenv("AUTH_ISSUER"),
-		AuthAudience:    getenv("AUTH_AUDIENCE"),
-		AuthJWKSURL:     getenv("AUTH_JWKS_URL"),
-		AuthDisabled:    p.bool("AUTH_DISABLED"),
-		WebClientID:     cmp.Or(getenv("WEB_CLIENT_ID"), "usersd-web"),
-		RateLimitRPS:    p.int("RATE_LIMIT_RPS", 100, 0, 1_000_000),
-		RateLimitIPRPS:  p.int("RATE_LIMIT_IP_RPS", 20, 0, 1_000_000),
+		DatabaseURL:        getenv("DATABASE_URL"),
+		MigrateDatabaseURL: getenv("MIGRATE_DATABASE_URL"),
+		RiverPollOnly:      p.bool("RIVER_POLL_ONLY"),
+		Bind:               cmp.Or(getenv("BIND"), defaultBind),
+		MaxConns:           int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
+		MinConns:           int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
+		AcquireTimeout:     p.duration("DB_ACQUIRE_TIMEOUT", 5*time.Second),
+		RequestTimeout:     p.duration("REQUEST_TIMEOUT", 15*time.Second),
+		ShutdownDrain:      p.duration("SHUTDOWN_DRAIN", 0),
+		ShutdownTimeout:    p.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
+		LogFormat:          cmp.Or(getenv("LOG_FORMAT"), "json"),
+		SMTPURL:            getenv("SMTP_URL"),
+		MailFrom:           cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
+		RiverWorkers:       p.int("RIVER_WORKERS", 10, 0, 10000),
+		RiverUIUser:        cmp.Or(getenv("RIVER_UI_USER"), "admin"),
+		RiverUIPassword:    getenv("RIVER_UI_PASSWORD"),
+		WebDir:             getenv("WEB_DIR"),
+		PprofBind:          getenv("PPROF_BIND"),
+		MetricsBind:        getenv("METRICS_BIND"),
+		AuthIssuer:         getenv("AUTH_ISSUER"),
+		AuthAudience:       getenv("AUTH_AUDIENCE"),
+		AuthJWKSURL:        getenv("AUTH_JWKS_URL"),
+		AuthDisabled:       p.bool("AUTH_DISABLED"),
+		WebClientID:        cmp.Or(getenv("WEB_CLIENT_ID"), "usersd-web"),
+		RateLimitRPS:       p.int("RATE_LIMIT_RPS", 100, 0, 1_000_000),
+		RateLimitIPRPS:     p.int("RATE_LIMIT_IP_RPS", 20, 0, 1_000_000),
 	}
 	if p.err != nil {
 		return c, p.err
@@ -83,6 +90,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, err := store.ParseConfig(c.DatabaseURL); err != nil {
 		return c, fmt.Errorf("DATABASE_URL is malformed: %v", err) // pgconn redacts the password
+	}
+	if c.MigrateDatabaseURL != "" {
+		if _, err := store.ParseConfig(c.MigrateDatabaseURL); err != nil {
+			return c, fmt.Errorf("MIGRATE_DATABASE_URL is malformed: %v", err)
+		}
 	}
 	if _, port, err := net.SplitHostPort(c.Bind); err != nil {
 		return c, fmt.Errorf("BIND must be host:port, such as 0.0.0.0:8000: %v", err)

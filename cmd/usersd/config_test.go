@@ -47,6 +47,10 @@ func TestLoadConfig(t *testing.T) {
 		{env("LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{env("LOG_FORMAT", "xml"), "LOG_FORMAT"},
 		{env("WEB_DIR", "/does/not/exist"), "WEB_DIR"},
+		{env("MIGRATE_DATABASE_URL", "postgres://u:secret@host:notaport/db"), "MIGRATE_DATABASE_URL"},
+		{env("RIVER_POLL_ONLY", "sometimes"), "RIVER_POLL_ONLY"},
+		{env("TRUSTED_PROXIES", "10.0.0.0/8, not-an-ip"), "TRUSTED_PROXIES"},
+		{env("RATE_LIMIT_RPS", "-1"), "RATE_LIMIT_RPS"},
 	}
 	for _, tc := range bad {
 		_, err := loadConfig(tc.env)

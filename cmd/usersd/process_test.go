@@ -367,3 +367,67 @@ func TestOTLPExport(t *testing.T) {
 		t.Errorf("exit code %d", code)
 	}
 }
+
+// TestHealthcheckCommand: `usersd healthcheck` exits 0 against a ready
+// usersd on BIND (0.0.0.0 means ask on loopback) and 1 with one line
+// otherwise.
+func TestHealthcheckCommand(t *testing.T) {
+	t.Parallel()
+	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{"DATABASE_URL": dbtest.URL(t), "RIVER_WORKERS": "0"}), proctest.WaitReady())
+	_, port, _ := net.SplitHostPort(p.Addr)
+	check := func(bind string) (int, string) {
+		cmd := exec.Command(binary(t), "healthcheck")
+		cmd.Dir = t.TempDir()
+		cmd.Env = []string{"BIND=" + bind}
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	for _, bind := range []string{p.Addr, "0.0.0.0:" + port} {
+		if code, out := check(bind); code != 0 {
+			t.Errorf("healthcheck BIND=%s: exit %d, %q; want 0", bind, code, out)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if code, out := check(closed); code != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "healthcheck") {
+		t.Errorf("healthcheck of nothing listening: exit %d, %q; want 1 and one line", code, out)
+	}
+}
+
+// TestMigrateDatabaseURL: migrations go to MIGRATE_DATABASE_URL when it is
+// set (here an address where nothing listens, so start-up fails on it),
+// while queries use DATABASE_URL; RIVER_POLL_ONLY=true still works jobs.
+func TestMigrateDatabaseURL(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.URL(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "postgres://u@" + ln.Addr().String() + "/db?connect_timeout=2"
+	ln.Close()
+	cmd := exec.Command(binary(t), "migrate")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"DATABASE_URL=" + dbURL, "MIGRATE_DATABASE_URL=" + nowhere}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("usersd migrate with an unreachable MIGRATE_DATABASE_URL succeeded: %s", out)
+	}
+	mail := smtptest.New(t)
+	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{
+		"DATABASE_URL": dbURL, "MIGRATE_DATABASE_URL": dbURL, "RIVER_POLL_ONLY": "true", "SMTP_URL": "smtp://" + mail.Addr,
+	}), proctest.WaitReady())
+	resp, err := http.Post(p.URL+"/users", "application/json", strings.NewReader(`{"email":"poll@example.com","full_name":"Poll"}`))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	select {
+	case <-mail.Arrived():
+	case <-time.After(15 * time.Second):
+		t.Fatal("no welcome mail with RIVER_POLL_ONLY=true")
+	}
+}

@@ -39,7 +39,7 @@ func versionString() string {
 	return "(devel)"
 }
 
-const usage = "usage: usersd [serve | migrate | version]"
+const usage = "usage: usersd [serve | migrate | healthcheck | version]"
 
 // run is usersd. It returns when ctx is cancelled and shutdown is done, or
 // on a start-up error.
@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "version":
 		fmt.Fprintln(stdout, "usersd", versionString())
 		return nil
-	case "serve", "migrate":
+	case "serve", "migrate", "healthcheck":
 	default:
 		return errors.New(usage)
 	}
@@ -60,6 +60,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	getenv, err := withDotEnv(getenv)
 	if err != nil {
 		return err
+	}
+	if cmd == "healthcheck" {
+		return healthcheck(ctx, cmp.Or(getenv("BIND"), defaultBind))
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -122,15 +125,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 }
 
 func migrateOnly(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := store.Open(ctx, store.Config{URL: cfg.DatabaseURL, MaxConns: 2, AcquireTimeout: cfg.AcquireTimeout})
+	if err := migrate(ctx, cfg, log); err != nil {
+		return err
+	}
+	log.Info("migrations applied")
+	return nil
+}
+
+// migrate applies the app's and River's migrations on a small pool of
+// its own: MIGRATE_DATABASE_URL when set (a direct connection, since the
+// advisory lock that serialises replicas is a session lock, which a
+// transaction-pooling PgBouncer would not keep), else DATABASE_URL.
+func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
+	db, err := store.Open(ctx, store.Config{URL: cmp.Or(cfg.MigrateDatabaseURL, cfg.DatabaseURL), MaxConns: 2, AcquireTimeout: cfg.AcquireTimeout})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := migrations.Apply(ctx, db.Pool, log); err != nil {
+	return migrations.Apply(ctx, db.Pool, log)
+}
+
+// healthcheck is `usersd healthcheck`, for container HEALTHCHECKs and
+// exec probes: it asks the usersd listening on bind for GET /healthz and
+// succeeds only on 200.
+func healthcheck(ctx context.Context, bind string) error {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return fmt.Errorf("BIND %q: %v", bind, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every address: ask on loopback
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
 		return err
 	}
-	log.Info("migrations applied")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %s: %v", url, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+	}
 	return nil
 }
 
@@ -169,7 +209,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 	if err := tel.recordPoolStats(a.db); err != nil {
 		return nil, err
 	}
-	if err := migrations.Apply(ctx, a.db.Pool, log); err != nil {
+	if err := migrate(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 
@@ -306,6 +346,8 @@ func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.We
 		// RIVER_WORKERS jobs each time: 20 ms lifts the ceiling of 10
 		// workers from ~100 to ~500 mails a second.
 		FetchCooldown: 20 * time.Millisecond,
+		// Behind PgBouncer in transaction pooling LISTEN cannot work: poll.
+		PollOnly: cfg.RiverPollOnly,
 	}
 	if cfg.RiverWorkers > 0 {
 		workers := river.NewWorkers()
