@@ -25,15 +25,20 @@ type WelcomeArgs struct {
 // Kind is the job kind stored in river_job.
 func (WelcomeArgs) Kind() string { return "welcome_email" }
 
-// WelcomeHooks are the store hooks of the welcome mail. Creating a user
-// inserts its welcome job in the same transaction, so a committed user
+// WelcomeHooks are the store hooks of the welcome mail. Creating users
+// inserts their welcome jobs in the same transaction (one statement for a
+// whole batch), so a committed user
 // always has its job and a rolled-back one never does. Deleting a user
 // deletes its welcome jobs that have not started, in the same transaction,
 // so an erased user is never mailed.
 func WelcomeHooks(client *river.Client[pgx.Tx]) store.Hooks {
 	return store.Hooks{
-		OnCreate: func(ctx context.Context, tx pgx.Tx, u store.User) error {
-			if _, err := client.InsertTx(ctx, tx, WelcomeArgs{UserID: u.ID}, nil); err != nil {
+		OnCreate: func(ctx context.Context, tx pgx.Tx, users []store.User) error {
+			jobs := make([]river.InsertManyParams, len(users))
+			for i, u := range users {
+				jobs[i] = river.InsertManyParams{Args: WelcomeArgs{UserID: u.ID}}
+			}
+			if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
 				return fmt.Errorf("enqueue welcome email: %w", err)
 			}
 			return nil

@@ -115,11 +115,13 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 	ctx := t.Context()
 	// Check from inside the user's transaction that its job is there.
 	var checked bool
-	users := store.NewUsers(e.db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, u store.User) error {
-		if err := jobs.WelcomeHooks(e.client).OnCreate(ctx, tx, u); err != nil {
+	users := store.NewUsers(e.db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, created []store.User) error {
+		if err := jobs.WelcomeHooks(e.client).OnCreate(ctx, tx, created); err != nil {
 			return err
 		}
-		rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, &jobs.WelcomeArgs{UserID: u.ID}, nil)
+		for _, u := range created {
+			rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, &jobs.WelcomeArgs{UserID: u.ID}, nil)
+		}
 		checked = true
 		return nil
 	}})

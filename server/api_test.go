@@ -338,7 +338,7 @@ func TestHealthFollowsDatabase(t *testing.T) {
 	}
 	check("SERVING")
 
-	ts.proxy.cut()
+	ts.proxy.Cut()
 	check("NOT_SERVING")
 	for _, name := range []string{"connect-proto", "grpc", "rest"} {
 		start := time.Now()
@@ -354,7 +354,7 @@ func TestHealthFollowsDatabase(t *testing.T) {
 		}
 	}
 
-	ts.proxy.restore()
+	ts.proxy.Restore()
 	deadline := time.Now().Add(10 * time.Second)
 	for grpcHealth(t, h2, ts.URL) != "SERVING" && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)

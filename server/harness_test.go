@@ -6,13 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.uber.org/goleak"
@@ -38,7 +34,7 @@ type testServer struct {
 	Issuer *devissuer.Issuer // nil when authentication is off
 	Admin  string            // a token with users:read and users:write ("" when authentication is off)
 	Logs   *proctest.SyncBuffer
-	proxy  *pgProxy // non-nil when started with a cuttable database link
+	proxy  *dbtest.Proxy // non-nil when started with a cuttable database link
 }
 
 type setupOpts struct {
@@ -83,8 +79,8 @@ func setup(t *testing.T, o setupOpts) *testServer {
 	dbURL := dbtest.URL(t)
 	ts := &testServer{}
 	if o.proxy {
-		ts.proxy = newPGProxy(t, dbURL)
-		dbURL = ts.proxy.url
+		ts.proxy = dbtest.NewProxy(t, dbURL)
+		dbURL = ts.proxy.URL
 	}
 	db, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 4, MinConns: 0, AcquireTimeout: 2 * time.Second})
 	if err != nil {
@@ -147,90 +143,6 @@ func h1Client(t *testing.T) *http.Client {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
-}
-
-// pgProxy forwards TCP connections to PostgreSQL; cut makes the database
-// unreachable (open links dropped, new ones refused) until restore.
-type pgProxy struct {
-	url    string
-	target string // network address of the real server
-	net    string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-	ln     net.Listener
-	wg     sync.WaitGroup
-}
-
-func newPGProxy(t *testing.T, dbURL string) *pgProxy {
-	t.Helper()
-	cfg, err := pgconn.ParseConfig(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pgProxy{conns: make(map[net.Conn]struct{}), net: "tcp", target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
-	if len(cfg.Host) > 0 && cfg.Host[0] == '/' {
-		p.net, p.target = "unix", cfg.Host+"/.s.PGSQL."+strconv.Itoa(int(cfg.Port))
-	}
-	p.ln, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: p.ln.Addr().String(), Path: "/" + cfg.Database, RawQuery: "sslmode=disable"}
-	p.url = u.String()
-	p.wg.Go(p.accept)
-	t.Cleanup(func() {
-		_ = p.ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *pgProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.Dial(p.net, p.target)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-		}
-		p.wg.Go(func() { pipe(up, c) })
-		p.wg.Go(func() { pipe(c, up) })
-	}
-}
-
-func (p *pgProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *pgProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
 }
 
 func newHandler(t *testing.T, users *store.Users, health *server.Health, opts server.Options) http.Handler {

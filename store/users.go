@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // User is a stored user.
@@ -45,19 +46,58 @@ type Guard struct {
 // for a user (River jobs) commits or rolls back with it. An error from a
 // hook rolls the change back.
 type Hooks struct {
-	OnCreate func(ctx context.Context, tx pgx.Tx, u User) error       // after the insert
+	OnCreate func(ctx context.Context, tx pgx.Tx, users []User) error // after the insert of one batch
 	OnDelete func(ctx context.Context, tx pgx.Tx, id uuid.UUID) error // after the delete
 }
 
 // Users runs the queries on the users table.
 type Users struct {
-	db    *DB
-	hooks Hooks
+	db      *DB
+	hooks   Hooks
+	creates *groupCommit[NewUser, User] // nil: every create its own transaction
+	opts    usersOptions
 }
 
+type usersOptions struct {
+	groupCommit  bool
+	batchTimeout time.Duration
+	tracer       trace.Tracer
+}
+
+// UsersOption adjusts NewUsers.
+type UsersOption func(*usersOptions)
+
+// WithGroupCommit turns group commit of creates on (the default) or off,
+// when every create runs its own transaction (CREATE_BATCH=off, a
+// diagnostic).
+func WithGroupCommit(on bool) UsersOption { return func(o *usersOptions) { o.groupCommit = on } }
+
+// WithBatchTimeout bounds one batch of creates, which runs on after its
+// callers give up (default 15s, the request timeout).
+func WithBatchTimeout(d time.Duration) UsersOption {
+	return func(o *usersOptions) {
+		if d > 0 {
+			o.batchTimeout = d
+		}
+	}
+}
+
+// WithTracer makes every batch of creates a span, linked to from the spans
+// of the requests in it. Without it batches are not traced (their SQL still
+// is, under the first request of the batch).
+func WithTracer(t trace.Tracer) UsersOption { return func(o *usersOptions) { o.tracer = t } }
+
 // NewUsers returns the user store.
-func NewUsers(db *DB, hooks Hooks) *Users {
-	return &Users{db: db, hooks: hooks}
+func NewUsers(db *DB, hooks Hooks, opts ...UsersOption) *Users {
+	o := usersOptions{groupCommit: true, batchTimeout: 15 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Users{db: db, hooks: hooks, opts: o}
+	if o.groupCommit {
+		s.creates = newGroupCommit(maxBatch, int(min(maxBatchSlots, db.Pool.Config().MaxConns)), s.runBatch)
+	}
+	return s
 }
 
 // userColumns are what every query of a whole user reads, in scanUser's order.
@@ -65,37 +105,6 @@ const userColumns = `id, email, full_name, created_at, coalesce(updated_at, crea
 
 func scanUser(row pgx.Row, u *User) error {
 	return row.Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject)
-}
-
-// Create inserts a user with a new UUIDv7 id, and runs the create hook in the
-// same transaction. It expects validated input. An email that another user
-// has, ignoring case, is ErrEmailTaken; a subject already bound to a user is
-// ErrSubjectTaken.
-func (s *Users) Create(ctx context.Context, in NewUser) (User, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return User{}, fmt.Errorf("create user: new id: %w", err)
-	}
-	u := User{ID: id, Email: in.Email, FullName: in.FullName, Subject: in.Subject, Version: 1}
-
-	err = s.db.InTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx,
-			`INSERT INTO users (id, email, full_name, subject) VALUES ($1, $2, $3, $4) RETURNING created_at`,
-			pgUUID(u.ID), u.Email, u.FullName, nullable(u.Subject),
-		).Scan(&u.CreatedAt)
-		if err != nil {
-			return err
-		}
-		u.UpdatedAt = u.CreatedAt
-		if s.hooks.OnCreate != nil {
-			return s.hooks.OnCreate(ctx, tx, u)
-		}
-		return nil
-	})
-	if err != nil {
-		return User{}, fmt.Errorf("create user: %w", err)
-	}
-	return u, nil
 }
 
 // Get returns the user with the given id, or ErrNotFound.

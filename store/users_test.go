@@ -89,7 +89,7 @@ func TestCreateHookRollsBack(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t, store.Config{MaxConns: 4})
 	boom := errors.New("boom")
-	users := store.NewUsers(db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, u store.User) error { return boom }})
+	users := store.NewUsers(db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, users []store.User) error { return boom }})
 	if _, err := users.Create(t.Context(), store.NewUser{Email: "hook@example.com", FullName: "Hook"}); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want the hook's error", err)
 	}

@@ -19,6 +19,7 @@ type config struct {
 	DatabaseURL        string
 	MigrateDatabaseURL string // migrations' direct connection; empty: DatabaseURL
 	RiverPollOnly      bool
+	CreateBatch        bool // group commit of creates; CREATE_BATCH=off is a diagnostic
 	Bind               string
 	MaxConns           int32
 	MinConns           int32
@@ -58,6 +59,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DatabaseURL:        getenv("DATABASE_URL"),
 		MigrateDatabaseURL: getenv("MIGRATE_DATABASE_URL"),
 		RiverPollOnly:      p.bool("RIVER_POLL_ONLY"),
+		CreateBatch:        p.onOff("CREATE_BATCH", true),
 		Bind:               cmp.Or(getenv("BIND"), defaultBind),
 		MaxConns:           int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
 		MinConns:           int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
@@ -182,6 +184,22 @@ func (p *parser) bool(name string) bool {
 		p.err = fmt.Errorf("%s must be true or false, not %q", name, s)
 	}
 	return b
+}
+
+func (p *parser) onOff(name string, def bool) bool {
+	switch s := p.getenv(name); s {
+	case "":
+		return def
+	case "on":
+		return true
+	case "off":
+		return false
+	default:
+		if p.err == nil {
+			p.err = fmt.Errorf("%s must be on or off, not %q", name, s)
+		}
+		return def
+	}
 }
 
 func (p *parser) int(name string, def, lo, hi int) int {

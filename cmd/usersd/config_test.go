@@ -49,6 +49,7 @@ func TestLoadConfig(t *testing.T) {
 		{env("WEB_DIR", "/does/not/exist"), "WEB_DIR"},
 		{env("MIGRATE_DATABASE_URL", "postgres://u:secret@host:notaport/db"), "MIGRATE_DATABASE_URL"},
 		{env("RIVER_POLL_ONLY", "sometimes"), "RIVER_POLL_ONLY"},
+		{env("CREATE_BATCH", "maybe"), "CREATE_BATCH"},
 		{env("TRUSTED_PROXIES", "10.0.0.0/8, not-an-ip"), "TRUSTED_PROXIES"},
 		{env("RATE_LIMIT_RPS", "-1"), "RATE_LIMIT_RPS"},
 	}

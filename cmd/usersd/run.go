@@ -220,7 +220,8 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 	if err != nil {
 		return nil, err
 	}
-	users := store.NewUsers(a.db, jobs.WelcomeHooks(a.river))
+	users := store.NewUsers(a.db, jobs.WelcomeHooks(a.river), append(tel.storeOptions(),
+		store.WithGroupCommit(cfg.CreateBatch), store.WithBatchTimeout(cfg.RequestTimeout))...)
 	welcome.Users = users
 	if cfg.RiverWorkers > 0 {
 		// Not ctx: its cancellation would cancel running jobs at the first

@@ -142,6 +142,14 @@ func (t *telemetry) sqlTracer() pgx.QueryTracer {
 	return otelpgx.NewTracer(otelpgx.WithTracerProvider(t.tp), otelpgx.WithMeterProvider(metricnoop.NewMeterProvider()), otelpgx.WithTrimSQLInSpanName())
 }
 
+// storeOptions traces each batch of creates, when tracing is on.
+func (t *telemetry) storeOptions() []store.UsersOption {
+	if !t.tracing {
+		return nil
+	}
+	return []store.UsersOption{store.WithTracer(t.tp.Tracer("github.com/acme/usersd/store"))}
+}
+
 // recordPoolStats publishes pgxpool's gauges (total, idle, acquired
 // connections, acquire waits).
 func (t *telemetry) recordPoolStats(db *store.DB) error {

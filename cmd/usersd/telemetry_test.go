@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,6 +200,52 @@ func TestTelemetry(t *testing.T) {
 			}
 		})
 	}
+
+	// Concurrent creates share batches: each request's span links to the
+	// span of the batch that committed it.
+	t.Run("group commit links", func(t *testing.T) {
+		c := usersv1connect.NewUserServiceClient(hc, base)
+		traceIDs := make([]string, 12)
+		var wg sync.WaitGroup
+		for i := range traceIDs {
+			traceIDs[i] = randomHex(16)
+			wg.Go(func() {
+				req := connect.NewRequest(&usersv1.CreateUserRequest{Email: fmt.Sprintf("linked%d@example.com", i), FullName: "Linked"})
+				req.Header().Set("traceparent", "00-"+traceIDs[i]+"-"+randomHex(8)+"-01")
+				if _, err := c.CreateUser(t.Context(), req); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		batches := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		for _, s := range rec.Ended() {
+			if s.Name() == "users.create_batch" {
+				batches[s.SpanContext().SpanID()] = s
+			}
+		}
+		for _, id := range traceIDs {
+			var srv sdktrace.ReadOnlySpan
+			for _, s := range rec.Ended() {
+				if s.SpanContext().TraceID().String() == id && s.SpanKind() == trace.SpanKindServer {
+					srv = s
+				}
+			}
+			if srv == nil {
+				t.Errorf("no server span in trace %s", id)
+				continue
+			}
+			linked := false
+			for _, l := range srv.Links() {
+				if b, ok := batches[l.SpanContext.SpanID()]; ok && slices.ContainsFunc(b.Attributes(), func(a attribute.KeyValue) bool { return a.Key == "users.batch_size" }) {
+					linked = true
+				}
+			}
+			if !linked {
+				t.Errorf("the server span of trace %s links to no users.create_batch span: %v", id, srv.Links())
+			}
+		}
+	})
 
 	// A delete's spans carry the user's id, never the email.
 	t.Run("delete", func(t *testing.T) {
