@@ -51,8 +51,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
@@ -577,10 +577,23 @@ func runProtoset(args []string) error {
 	fs := flag.NewFlagSet("protoset", flag.ExitOnError)
 	out := fs.String("o", "users.protoset", "output file")
 	_ = fs.Parse(args)
-	set := &descriptorpb.FileDescriptorSet{File: []*descriptorpb.FileDescriptorProto{
-		protodesc.ToFileDescriptorProto(timestamppb.File_google_protobuf_timestamp_proto),
-		protodesc.ToFileDescriptorProto(usersv1.File_users_v1_users_proto),
-	}}
+	// Every file users.proto imports, directly or not, dependencies first:
+	// ghz refuses a set with a missing import.
+	set := &descriptorpb.FileDescriptorSet{}
+	seen := map[string]bool{}
+	var add func(fd protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		imps := fd.Imports()
+		for i := range imps.Len() {
+			add(imps.Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	add(usersv1.File_users_v1_users_proto)
 	b, err := proto.Marshal(set)
 	if err != nil {
 		return err
