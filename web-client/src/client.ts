@@ -39,7 +39,7 @@ export interface UserClientOptions {
   fetch?: typeof globalThis.fetch;
 }
 
-/** A client for users.v1.UserService: createUser, getUser, listUsers. */
+/** A client for users.v1.UserService: createUser, getUser, listUsers, updateUser, deleteUser. */
 export type UserClient = Client<typeof UserService>;
 
 /**

@@ -4,8 +4,13 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import { BadRequestSchema } from "./error_details.js";
 
-/** The request fields usersd names in its BadRequest details. */
-export type FormField = "email" | "full_name" | "id" | "page_size" | "page_token";
+/**
+ * The request fields usersd names in its BadRequest details: "email" and
+ * "full_name" (CreateUser, UpdateUser, the email filter of ListUsers), "id"
+ * (GetUser, DeleteUser), "page_size" and "page_token" (ListUsers), and
+ * "user", "user.id" and "update_mask" (UpdateUser).
+ */
+export type FormField = "email" | "full_name" | "id" | "page_size" | "page_token" | "user" | "user.id" | "update_mask";
 
 const fieldLabels: Readonly<Record<FormField, string>> = {
   email: "Email",
@@ -13,7 +18,13 @@ const fieldLabels: Readonly<Record<FormField, string>> = {
   id: "Id",
   page_size: "Page size",
   page_token: "Page token",
+  user: "User",
+  "user.id": "Id",
+  update_mask: "Update mask",
 };
+
+/** What formErrorOf says for failed_precondition: the etag sent is not the user's current one. */
+export const STALE_MESSAGE = "Someone changed this user since you loaded it: reload to see the changes.";
 
 /** The message of usersd's already_exists for a second self sign-up. */
 const ACCOUNT_HAS_USER = "this account already has a user";
@@ -45,12 +56,16 @@ export interface FormError {
 /**
  * formErrorOf maps an error thrown by a UserClient call to a field and a
  * message. invalid_argument uses the google.rpc.BadRequest detail to find
- * the field; already_exists belongs to "email" and not_found to "id" (only
- * CreateUser returns already_exists, and only GetUser returns not_found),
- * except the already_exists of a second self sign-up ("This account already
- * has a user."), which is about the account, not the email. unauthenticated
- * asks the user to sign in; permission_denied says "Not allowed: " and the
- * server's reason. Neither has a field.
+ * the field (see FormField). already_exists belongs to "email" (CreateUser
+ * or UpdateUser with an email another user has, in any case), except the
+ * already_exists of a second self sign-up ("This account already has a
+ * user."), which is about the account, not the email. not_found (GetUser,
+ * UpdateUser, DeleteUser) belongs to "id". failed_precondition (UpdateUser
+ * or DeleteUser with an etag that is no longer the user's: someone changed
+ * it meanwhile) has no field: it is about the whole user, and the way out
+ * is to load it again (STALE_MESSAGE; isStale tells it apart).
+ * unauthenticated asks the user to sign in; permission_denied says "Not
+ * allowed: " and the server's reason. Neither has a field.
  */
 export function formErrorOf(err: unknown): FormError {
   const ce = ConnectError.from(err);
@@ -75,6 +90,10 @@ export function formErrorOf(err: unknown): FormError {
       return { code: ce.code, field: "email", message: "A user with this email already exists.", network: false };
     case Code.NotFound:
       return { code: ce.code, field: "id", message: "No user has this id.", network: false };
+    case Code.FailedPrecondition:
+      // The etag sent (UpdateUser's user.etag, DeleteUser's etag) is not the
+      // stored user's any more: nothing was written.
+      return { code: ce.code, message: STALE_MESSAGE, network: false };
     case Code.DeadlineExceeded:
       return { code: ce.code, message: "The server took too long to answer. Try again.", network: false };
     case Code.ResourceExhausted: {
@@ -116,6 +135,16 @@ export function isUnauthenticated(err: unknown): boolean {
  */
 export function isPermissionDenied(err: unknown): boolean {
   return ConnectError.from(err).code === Code.PermissionDenied;
+}
+
+/**
+ * isStale reports whether usersd refused an UpdateUser or DeleteUser
+ * because the etag sent is not the user's current one (failed_precondition:
+ * someone changed the user since it was read; nothing was written). Read
+ * the user again for its current values and etag.
+ */
+export function isStale(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.FailedPrecondition;
 }
 
 /**

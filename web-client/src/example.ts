@@ -3,7 +3,7 @@
 
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { createUserClient, formErrorOf, isUnauthenticated } from "./index.js";
+import { createUserClient, formErrorOf, isStale, isUnauthenticated, userUpdate, type User } from "./index.js";
 
 /** The access token your sign-in got (see "Tokens" below); undefined when signed out. */
 let accessToken: string | undefined;
@@ -54,6 +54,48 @@ export async function exists(id: string): Promise<boolean> {
     return true;
   } catch (err) {
     if (ConnectError.from(err).code === Code.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Finds the user with this email, in any letter case (needs users:read). */
+export async function findByEmail(email: string): Promise<User | undefined> {
+  const { users: found } = await users.listUsers({ email });
+  return found[0]; // zero or one user
+}
+
+/**
+ * Renames a user without overwriting anyone else's change: the etag read
+ * with the user goes back with the update (needs users:write, or the user
+ * is the caller's own). Returns the user as stored now, or what to show.
+ */
+export async function rename(user: User, fullName: string) {
+  // { user: { id, etag, fullName }, updateMask: { paths: ["full_name"] } },
+  // or undefined when the name is already that.
+  const request = userUpdate(user, { fullName });
+  if (request === undefined) return { user };
+  try {
+    const { user: updated } = await users.updateUser(request);
+    return { user: updated }; // its new etag is the one the next change sends
+  } catch (err) {
+    if (isStale(err)) {
+      // failed_precondition: someone changed the user since it was read, and
+      // nothing was written. Show the current version and let them decide.
+      const { user: current } = await users.getUser({ id: user.id });
+      return { user: current, message: formErrorOf(err).message };
+    }
+    // e.g. { field: "full_name", message: "Full name is required." }
+    return formErrorOf(err);
+  }
+}
+
+/** Erases a user if it is still the version read; false if it changed or is gone. */
+export async function erase(user: User): Promise<boolean> {
+  try {
+    await users.deleteUser({ id: user.id, etag: user.etag });
+    return true;
+  } catch (err) {
+    if (isStale(err) || ConnectError.from(err).code === Code.NotFound) return false;
     throw err;
   }
 }

@@ -1,6 +1,6 @@
-// The demo page: sign in, create a user, look one up, list users page by
-// page, over Connect or gRPC-Web. The API is the page's own origin unless
-// the query says otherwise: ?api=http://127.0.0.1:8000
+// The demo page: sign in, create a user, look one up, edit or delete it,
+// list users page by page, over Connect or gRPC-Web. The API is the page's
+// own origin unless the query says otherwise: ?api=http://127.0.0.1:8000
 //
 // On load the page reads the API's /config.json: with auth_disabled it
 // shows no sign-in and calls without a token; otherwise it signs in against
@@ -13,6 +13,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createUserClient, type Protocol, type UserClient } from "../client.js";
 import { diagnoseNetworkError, formErrorOf, type FormError, type FormField } from "../errors.js";
 import type { User } from "../gen/users/v1/users_pb.js";
+import { userUpdate } from "../update.js";
 import {
   SignInError,
   currentSession,
@@ -156,7 +157,8 @@ function forgetData(): void {
   listLoaded = false;
   nextToken = "";
   more.hidden = true;
-  lookupResult.hidden = true;
+  hideUser();
+  lookupStatus.textContent = "";
   createResult.textContent = "";
   clearFieldErrors("email", "full_name", "id", "page_size", "page_token");
   createError.textContent = "";
@@ -320,8 +322,12 @@ async function busy<T>(buttons: HTMLButtonElement[], work: () => Promise<T>): Pr
 
 /** When u was created, in UTC: "2026-11-23 21:00:06" (with " UTC" when withZone). */
 function created(u: User, withZone = true): string {
-  if (!u.createdAt) return "";
-  const s = timestampDate(u.createdAt).toISOString().replace("T", " ").slice(0, 19);
+  return utc(u.createdAt, withZone);
+}
+
+function utc(t: User["createdAt"], withZone = true): string {
+  if (!t) return "";
+  const s = timestampDate(t).toISOString().replace("T", " ").slice(0, 19);
   return withZone ? `${s} UTC` : s;
 }
 
@@ -365,11 +371,12 @@ createForm.addEventListener("submit", (ev) => {
 
 // Look up.
 const lookupForm = el<HTMLFormElement>("lookup-form");
-const lookupResult = el("lookup-result");
+const lookupStatus = el("lookup-status");
 lookupForm.addEventListener("submit", (ev) => {
   ev.preventDefault();
   clearFieldErrors("id");
-  lookupResult.hidden = true;
+  hideUser();
+  lookupStatus.textContent = "";
   const id = (inputs.id?.value ?? "").trim();
   void busy([...lookupForm.querySelectorAll("button")], async () => {
     const res = await call("GetUser", (c) => c.getUser({ id }), (fe) => {
@@ -379,11 +386,225 @@ lookupForm.addEventListener("submit", (ev) => {
     });
     const u = res?.user;
     if (u === undefined) return;
-    el("found-name").textContent = u.fullName;
-    el("found-email").textContent = u.email;
-    el("found-id").textContent = u.id;
-    el("found-created").textContent = created(u);
-    lookupResult.hidden = false;
+    showUser(u);
+  });
+});
+
+// The user found (or opened from the list): shown, edited in place, deleted.
+//
+// shown is the user as the page last loaded it: its etag goes with every
+// update and delete, so that usersd refuses them (failed_precondition) when
+// someone changed the user meanwhile, instead of overwriting that change.
+let shown: User | undefined;
+
+const lookupResult = el("lookup-result");
+const editForm = el<HTMLFormElement>("edit-form");
+const editInputs = { email: el<HTMLInputElement>("edit-email"), full_name: el<HTMLInputElement>("edit-full-name") };
+const viewActions = el("view-actions");
+const editActions = el("edit-actions");
+const editButton = el<HTMLButtonElement>("edit-user");
+const deleteButton = el<HTMLButtonElement>("delete-user");
+const saveButton = el<HTMLButtonElement>("save-user");
+const cancelButton = el<HTMLButtonElement>("cancel-edit");
+const confirmBox = el("delete-confirm");
+const deleteYes = el<HTMLButtonElement>("delete-yes");
+const deleteNo = el<HTMLButtonElement>("delete-no");
+const userError = el("user-error");
+const reloadUser = el<HTMLButtonElement>("reload-user");
+
+type Mode = "view" | "edit" | "confirm";
+
+function setMode(mode: Mode): void {
+  const editing = mode === "edit";
+  el("found-name").hidden = editing;
+  el("found-email").hidden = editing;
+  el("edit-full-name-field").hidden = !editing;
+  el("edit-email-field").hidden = !editing;
+  editActions.hidden = !editing;
+  viewActions.hidden = mode !== "view";
+  confirmBox.hidden = mode !== "confirm";
+  lookupResult.dataset["mode"] = mode;
+}
+
+function clearUserErrors(): void {
+  for (const f of ["email", "full_name"] as const) {
+    el(`edit-${f}-error`).textContent = "";
+    editInputs[f].removeAttribute("aria-invalid");
+  }
+  userError.textContent = "";
+  reloadUser.hidden = true;
+}
+
+/** Shows u in the card, not editing: the page's current version of that user. */
+function showUser(u: User): void {
+  shown = u;
+  el("found-name").textContent = u.fullName;
+  el("found-email").textContent = u.email;
+  el("found-id").textContent = u.id;
+  el("found-created").textContent = created(u);
+  el("found-updated").textContent = utc(u.updatedAt);
+  clearUserErrors();
+  setMode("view");
+  lookupResult.hidden = false;
+}
+
+function hideUser(): void {
+  shown = undefined;
+  clearUserErrors();
+  setMode("view");
+  lookupResult.hidden = true;
+}
+
+/** The user is gone (deleted here or elsewhere): off the card and the list, with a word why. */
+function userGone(id: string, message: string): void {
+  if (shown?.id === id) hideUser();
+  userRows.querySelector(`tr[data-id="${CSS.escape(id)}"]`)?.remove();
+  if (listLoaded) showListStatus();
+  lookupStatus.textContent = message;
+  inputs.id?.focus();
+}
+
+/**
+ * userFailed shows a failed update or delete of the shown user: a bad or
+ * taken value at its input, a stale etag with the way to reload the user,
+ * the rest (not allowed, ...) under the card. False for what belongs in the
+ * banner (network, server errors, and anything about a user the card no
+ * longer shows).
+ */
+function userFailed(fe: FormError, u: User): boolean {
+  if (shown?.id !== u.id) return false;
+  if ((fe.field === "email" || fe.field === "full_name") && lookupResult.dataset["mode"] === "edit") {
+    el(`edit-${fe.field}-error`).textContent = fe.message;
+    editInputs[fe.field].setAttribute("aria-invalid", "true");
+    editInputs[fe.field].focus();
+    return true;
+  }
+  if (fe.code === Code.FailedPrecondition) {
+    // Someone changed the user since the page loaded it: nothing was
+    // written. Offer to load the current version.
+    userError.textContent = fe.message;
+    reloadUser.hidden = false;
+    reloadUser.focus();
+    return true;
+  }
+  if (fe.code === Code.NotFound) {
+    userGone(u.id, `${u.fullName} <${u.email}> no longer exists: someone deleted it.`);
+    return true;
+  }
+  if (fe.field !== undefined || fe.code === Code.PermissionDenied) {
+    userError.textContent = fe.message;
+    return true;
+  }
+  return false;
+}
+
+/** Replaces the list row of u, when the list shows it. */
+function updateRow(u: User): void {
+  userRows.querySelector(`tr[data-id="${CSS.escape(u.id)}"]`)?.replaceWith(row(u));
+}
+
+editButton.addEventListener("click", () => {
+  if (shown === undefined) return;
+  clearUserErrors();
+  lookupStatus.textContent = "";
+  editInputs.full_name.value = shown.fullName;
+  editInputs.email.value = shown.email;
+  setMode("edit");
+  editInputs.full_name.focus();
+});
+
+function cancelEdit(): void {
+  clearUserErrors();
+  setMode("view");
+  editButton.focus();
+}
+
+cancelButton.addEventListener("click", cancelEdit);
+
+editForm.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && lookupResult.dataset["mode"] === "edit" && !saveButton.disabled) {
+    ev.preventDefault();
+    cancelEdit();
+  }
+});
+
+editForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const u = shown;
+  if (u === undefined || lookupResult.dataset["mode"] !== "edit") return;
+  clearUserErrors();
+  lookupStatus.textContent = "";
+  // Only what changed goes in the mask, with the etag the page loaded.
+  const req = userUpdate(u, { email: editInputs.email.value, fullName: editInputs.full_name.value });
+  if (req === undefined) {
+    setMode("view");
+    lookupStatus.textContent = "Nothing changed.";
+    editButton.focus();
+    return;
+  }
+  const what = (req.updateMask?.paths ?? []).map((p) => (p === "full_name" ? "name" : p)).join(" and ");
+  void busy([saveButton, cancelButton], async () => {
+    const res = await call("UpdateUser", (c) => c.updateUser(req), (fe) => userFailed(fe, u));
+    const updated = res?.user;
+    if (updated === undefined) return;
+    updateRow(updated);
+    if (shown !== u) return; // the card moved on to another user meanwhile
+    showUser(updated);
+    lookupStatus.textContent = `Saved the new ${what} of ${updated.fullName} <${updated.email}>.`;
+    editButton.focus();
+  });
+});
+
+reloadUser.addEventListener("click", () => {
+  const u = shown;
+  if (u === undefined) return;
+  void busy([reloadUser, saveButton, cancelButton, editButton, deleteButton], async () => {
+    const res = await call("GetUser", (c) => c.getUser({ id: u.id }), (fe) => userFailed(fe, u));
+    const fresh = res?.user;
+    if (fresh === undefined) return;
+    updateRow(fresh);
+    if (shown !== u) return;
+    showUser(fresh);
+    lookupStatus.textContent = "Reloaded: these are the user's current values. Edit again to change them.";
+    editButton.focus();
+  });
+});
+
+deleteButton.addEventListener("click", () => {
+  if (shown === undefined) return;
+  clearUserErrors();
+  lookupStatus.textContent = "";
+  el("delete-question").textContent = `Delete ${shown.email}?`;
+  setMode("confirm");
+  deleteNo.focus();
+});
+
+function cancelDelete(): void {
+  setMode("view");
+  deleteButton.focus();
+}
+
+deleteNo.addEventListener("click", cancelDelete);
+
+confirmBox.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && !deleteNo.disabled) {
+    ev.preventDefault();
+    cancelDelete();
+  }
+});
+
+deleteYes.addEventListener("click", () => {
+  const u = shown;
+  if (u === undefined) return;
+  void busy([deleteYes, deleteNo], async () => {
+    const res = await call("DeleteUser", (c) => c.deleteUser({ id: u.id, etag: u.etag }), (fe) => userFailed(fe, u));
+    if (res !== undefined) {
+      userGone(u.id, `Deleted ${u.fullName} <${u.email}>.`);
+    } else if (shown === u) {
+      // Not deleted: back to the user, and to the way out when there is one.
+      setMode("view");
+      (reloadUser.hidden ? deleteButton : reloadUser).focus();
+    }
   });
 });
 
@@ -405,6 +626,23 @@ function row(u: User): HTMLTableRowElement {
     if (cls) td.className = cls;
     tr.append(td);
   }
+  // Open shows the listed user in the card above, to edit or delete it
+  // (with the etag the list loaded).
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "secondary small";
+  open.textContent = "Open";
+  open.setAttribute("aria-label", `Open ${u.email}`);
+  open.addEventListener("click", () => {
+    clearFieldErrors("id");
+    lookupStatus.textContent = "";
+    showUser(u);
+    editButton.focus();
+  });
+  const actions = document.createElement("td");
+  actions.className = "row-actions";
+  actions.append(open);
+  tr.append(actions);
   tr.addEventListener("click", () => {
     el<HTMLInputElement>("user-id").value = u.id;
   });

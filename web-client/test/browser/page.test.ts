@@ -3,14 +3,15 @@
 // issuer with both scopes, signed out again, an expired token), self
 // sign-up with a token without scopes, then from a second origin that
 // usersd allows by CORS, a third that it does not, and against a server
-// that is down. Each step saves a screenshot in test-results/.
+// that is down. Each step saves a screenshot in test-results/. Editing and
+// deleting users is edit.test.ts; both use harness.ts.
 
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { chromium, type Browser, type BrowserContext, type Page, type Request } from "playwright-core";
+import type { BrowserContext, Page, Request } from "playwright-core";
 
 import { createUserClient } from "../../src/index.js";
 import {
@@ -19,106 +20,15 @@ import {
   distDir,
   env,
   issuerUrl,
-  resultsDir,
   serveStatic,
   uniqueEmail,
   uniqueSubject,
   usersdUrl,
   type StaticServer,
 } from "../support.js";
+import { SIGNED_OUT, SIGN_IN_PLEASE, authorization, listIdle, open, shot, signIn, storedToken, text, useBrowser } from "./harness.js";
 
-const chromiumArgs = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-let browser: Browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env["CHROMIUM"] ?? "/usr/bin/chromium",
-    args: chromiumArgs,
-    timeout: 30_000,
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-/**
- * A fresh page (in a context of its own: its own sessionStorage) that
- * collects uncaught exceptions and Content-Security-Policy violations in
- * errors, for the tests to assert there are none.
- */
-async function open(url: string, setup?: (page: Page) => Promise<void>): Promise<{ ctx: BrowserContext; page: Page; errors: string[] }> {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(10_000);
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.on("console", (m) => {
-    if (/Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
-  });
-  await setup?.(page);
-  await page.goto(url);
-  return { ctx, page, errors };
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(resultsDir, `${name}.png`), fullPage: true });
-}
-
-const text = async (page: Page, selector: string) => (await page.locator(selector).textContent())?.trim() ?? "";
-
-/** Waits until the list is idle again (its buttons are re-enabled after a call). */
-async function listIdle(page: Page): Promise<void> {
-  await page.waitForFunction(() => !(document.getElementById("list-reload") as HTMLButtonElement).disabled);
-}
-
-const SIGNED_OUT = "Signed out: sign in to call the API.";
-const SIGN_IN_PLEASE = "You are signed out: sign in to call the API.";
-
-/** The access token the page keeps in sessionStorage, "" when none. */
-async function storedToken(page: Page): Promise<string> {
-  const raw = await page.evaluate(() => sessionStorage.getItem("usersd.token"));
-  return raw === null ? "" : ((JSON.parse(raw) as { accessToken?: string }).accessToken ?? "");
-}
-
-/** The Authorization header of a request the page sent ("" when none). */
-async function authorization(req: Request): Promise<string> {
-  return (await req.allHeaders())["authorization"] ?? "";
-}
-
-/**
- * signIn clicks the page's Sign in button, signs in as subject at the
- * development issuer's form (which must have both scopes checked, as the
- * page asks for them), keeping both scopes or none, and waits until the
- * page is back and signed in. It returns the authorization request's URL.
- */
-async function signIn(page: Page, subject: string, scopes: "both" | "none", shotName?: string): Promise<URL> {
-  const pageUrl = new URL(page.url());
-  await Promise.all([page.waitForURL((u) => u.href.startsWith(`${issuerUrl}/authorize?`)), page.click("#sign-in")]);
-  const authorize = new URL(page.url());
-  for (const scope of ["users:read", "users:write"]) {
-    assert.equal(await page.isChecked(`input[name="scope"][value="${scope}"]`), true, `${scope} is requested`);
-  }
-  await page.fill("#subject", subject);
-  if (scopes === "none") {
-    await page.uncheck('input[name="scope"][value="users:read"]');
-    await page.uncheck('input[name="scope"][value="users:write"]');
-  }
-  if (shotName) await shot(page, shotName);
-  await Promise.all([page.waitForURL((u) => u.origin === pageUrl.origin), page.click("#approve")]);
-  await page.locator("#auth-status", { hasText: `Signed in as ${subject},` }).waitFor();
-  return authorize;
-}
+useBrowser();
 
 describe("the page served by usersd", () => {
   let page: Page;
@@ -490,13 +400,18 @@ describe("the page against a usersd without authentication", () => {
   it("shows no sign-in and calls without a token", async () => {
     // Stands in for a usersd started with AUTH_DISABLED=true: this one checks
     // tokens, so the calls are refused, but the page must not offer sign-in.
+    // The page lists users as soon as it has /config.json, which may be
+    // before page.goto returns: wait for the request from before the start.
+    let listed: Promise<Request> | undefined;
     const { ctx, page, errors } = await open(`${usersdUrl}/`, async (p) => {
       await p.route(`${usersdUrl}/config.json`, (route) =>
         route.fulfill({ status: 200, contentType: "application/json", body: '{"auth_disabled":true}' }),
       );
+      listed = p.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/ListUsers"));
     });
     try {
-      const req = await page.waitForRequest((r) => r.url().endsWith("/users.v1.UserService/ListUsers"));
+      assert.ok(listed);
+      const req = await listed;
       assert.equal(await authorization(req), "");
       await page.locator("#banner", { hasText: "Sign in first" }).waitFor();
       assert.equal(await page.locator("#auth").isHidden(), true, "no sign-in UI");

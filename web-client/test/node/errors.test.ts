@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { formErrorOf, isPermissionDenied, isUnauthenticated } from "../../src/index.js";
+import { STALE_MESSAGE, formErrorOf, isPermissionDenied, isStale, isUnauthenticated } from "../../src/index.js";
 
 describe("formErrorOf", () => {
   it("tells a rate limit (with Retry-After) from a request that is too large", () => {
@@ -42,5 +42,13 @@ describe("formErrorOf", () => {
       message: "This account already has a user.",
       network: false,
     });
+  });
+
+  it("says a stale etag (failed_precondition) is about the whole user, and offers a reload", () => {
+    const stale = new ConnectError("the user has changed since that etag was read; read it again", Code.FailedPrecondition);
+    assert.deepEqual(formErrorOf(stale), { code: Code.FailedPrecondition, message: STALE_MESSAGE, network: false });
+    assert.match(STALE_MESSAGE, /reload/);
+    assert.ok(isStale(stale));
+    assert.ok(!isStale(new ConnectError("email already taken", Code.AlreadyExists)));
   });
 });
