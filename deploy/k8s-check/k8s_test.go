@@ -94,7 +94,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 
 	cases := []struct {
 		name   string
-		break_ func(m *Manifests, vars *[]string)
+		mutate func(m *Manifests, vars *[]string)
 		want   string
 	}{
 		{"two replicas", func(m *Manifests, _ *[]string) { n := int32(2); m.Deployments["usersd"].Spec.Replicas = &n }, "replicas"},
@@ -194,7 +194,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			m, vars := setup(t)
-			tc.break_(m, &vars)
+			tc.mutate(m, &vars)
 			got := Check(m, vars)
 			if !slices.ContainsFunc(got, func(p string) bool { return strings.Contains(p, tc.want) }) {
 				t.Errorf("the check did not catch it: want a problem mentioning %q, got %q", tc.want, got)
