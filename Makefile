@@ -22,7 +22,7 @@ token:
 
 ## test: every test suite, against one throwaway PostgreSQL (or TEST_DATABASE_URL)
 test: build web
-	scripts/with-testdb.sh $(MAKE) --no-print-directory test-go test-faults test-web
+	scripts/with-testdb.sh $(MAKE) --no-print-directory test-go test-faults test-web test-k8s test-container test-cluster
 
 ## test-go: the Go tests (needs TEST_DATABASE_URL; `make test` provides it)
 test-go:
@@ -89,6 +89,10 @@ lint:
 	$(BUF) format --diff --exit-code
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./test/faults/...
+	$(GO) vet -tags container ./test/container/...
+	$(GO) vet -tags cluster ./test/cluster/...
+	$(GO) -C tools vet ./imagebuild
+	$(GO) -C deploy/k8s-check vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
