@@ -4,7 +4,7 @@
 # and saves it to bench/out/report.txt.
 #
 # What it does (each measurement BENCH_DURATION seconds, default 5; about
-# 7 minutes in all):
+# 14 minutes in all on a 2-core machine):
 #   build usersd with release flags (make build), the bare handler
 #   (bench/bare) and the load generator (bench/load); ghz once into
 #   bench/.bin; init a fresh PostgreSQL (scripts/pgcluster.sh --fast: fsync,
@@ -12,13 +12,18 @@
 #   usersd migrate; seed users with deterministic UUIDv7 ids (bench/sql).
 #   1. 10,000 users: GetUser p50 at BENCH_SCALE_RATE (the scale reference).
 #   2. 100,000 users: peak RPS of GetUser per entry point (sweep over
-#      BENCH_CONCS connections/streams) for usersd and the bare handler:
+#      BENCH_CONCS connections/streams, usersd and the bare handler back to
+#      back at each concurrency) for usersd and the bare handler:
 #      REST GET, Connect JSON POST, Connect GET (wrk, HTTP/1.1), gRPC (ghz,
 #      h2c), Connect proto (bench/load, h2c); CPU time per request (utime +
 #      stime of the server from /proc); p50/p99 at half the peak rate,
 #      open loop (bench/load), usersd and bare at the same rate; pgbench
 #      running the same SELECT; the access log's cost (LOG_LEVEL=info vs
-#      warn, back to back); optional pprof capture.
+#      warn, back to back); with BENCH_PROFILE=1 (the default) CPU profiles
+#      of usersd and of the bare handler under the same load on every entry
+#      point, split by bench/prof into the layers that spent the CPU
+#      (usersd's code, connect-go, protobuf, net/http, pgx, telemetry, the
+#      runtime) per request, with read/write system calls per request.
 #   auth. still 100,000 users: what authentication costs. run.sh starts
 #      the development OpenID issuer (cmd/devissuer) on a free loopback port
 #      (key in $BENCH_OUT/devissuer-key.pem), takes a users:read token from
@@ -30,8 +35,18 @@
 #   3. 1,000,000 users: GetUser p50 at BENCH_SCALE_RATE; ListUsers page 1 vs
 #      page 1000 (REST GET /users?page_token=..., token found by walking).
 #   4. back to 100,000 users: CreateUser over REST (wrk) and Connect proto
-#      (bench/load) against pgbench running the same transaction
-#      (bench/sql/create.pgbench); River's welcome-job throughput.
+#      (bench/load): peak RPS of usersd with group commit (the default)
+#      and of a second usersd with CREATE_BATCH=off (every create its own
+#      transaction; a diagnostic), back to back at each concurrency,
+#      against pgbench running usersd's single-create transaction
+#      (bench/sql/create.pgbench); then p50/p99 of both at
+#      BENCH_QUIET_RATE creates/s (open loop, BENCH_QUIET_ROUNDS off/on
+#      pairs in ABBA order): batching must not make a quiet server slower;
+#      River's welcome-job throughput.
+#   4sync. the rows of 4 again after PostgreSQL restarts with fsync,
+#      synchronous_commit and full_page_writes on, as in production (the
+#      data directory's file system is in the report: on tmpfs fsync is
+#      free and these rows mean little).
 #   usersd's peak RSS is the largest VmHWM over every usersd process.
 #
 # Environment:
@@ -39,23 +54,32 @@
 #   BENCH_CONCS="8 32 64"  HTTP connections / HTTP/2 streams swept for peak RPS
 #   BENCH_PG_CONCS="4 8 20" pgbench clients swept (usersd's pool is 20)
 #   BENCH_SCALE_RATE=1000  requests/s of the 10k-vs-1M p50 comparison
-#   BENCH_PROFILE=1        also capture 10 s CPU and allocation profiles of
-#                          usersd (PPROF_BIND) under GetUser Connect-proto
-#                          and REST load, and under CreateUser REST load,
-#                          into bench/out/, with go tool pprof -top summaries
+#   BENCH_PROFILE=1        (default; 0 skips) capture CPU and allocation
+#                          profiles of usersd (PPROF_BIND) and of the bare
+#                          handler under GetUser load on every entry point,
+#                          and of usersd under CreateUser REST load, into
+#                          bench/out/, with go tool pprof -top summaries and
+#                          the per-layer rows of the report (bench/prof)
+#   BENCH_PROFILE_SECONDS=10 length of each CPU profile
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 #   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
-#   BENCH_PHASES="1 2 auth 3 4" the phases above to run (e.g. "2" while
-#                          working on the GetUser hot path, "auth" for the
-#                          authentication rows alone); seeding and the
-#                          AUTH_DISABLED usersd happen whatever is chosen
+#   BENCH_PHASES="1 2 auth 3 4 4sync" the phases above to run (e.g. "2"
+#                          while working on the GetUser hot path, "auth" for
+#                          the authentication rows alone, "4 4sync" for the
+#                          CreateUser rows); seeding and the AUTH_DISABLED
+#                          usersd happen whatever is chosen
 #   BENCH_AUTH_ROUNDS=2    auth phase: off/on pairs per entry point
+#   BENCH_QUIET_RATE=100   phases 4 and 4sync: creates/s of the latency rows
+#   BENCH_QUIET_ROUNDS=2   phases 4 and 4sync: on/off pairs of those rows
 #
 # How every usersd runs (on purpose, whatever .env says):
 #   AUTH_DISABLED=true, except the auth phase's second usersd, which verifies
 #     real tokens: the GetUser rows compare usersd with the bare handler and
 #     the CreateUser rows with pgbench, and neither authenticates; the auth
 #     phase measures what authentication adds to that same configuration.
+#   CREATE_BATCH=on (group commit, the default), except phase 4's second
+#     usersd, CREATE_BATCH=off: the diagnostic the CreateUser rows compare
+#     group commit with.
 #   RATE_LIMIT_RPS=0 and RATE_LIMIT_IP_RPS=0 in every run: all load comes from
 #     one client IP (and in the auth phase one token subject), which the
 #     defaults would throttle at 20/s (per IP, for requests without a valid
@@ -69,9 +93,12 @@ DUR=${BENCH_DURATION:-5}
 CONCS=${BENCH_CONCS:-"8 32 64"}
 PG_CONCS=${BENCH_PG_CONCS:-"4 8 20"}
 SCALE_RATE=${BENCH_SCALE_RATE:-1000}
-PROFILE=${BENCH_PROFILE:-0}
-PHASES=${BENCH_PHASES:-"1 2 auth 3 4"}
+PROFILE=${BENCH_PROFILE:-1}
+PSECS=${BENCH_PROFILE_SECONDS:-10}
+PHASES=${BENCH_PHASES:-"1 2 auth 3 4 4sync"}
 AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
+QUIET_RATE=${BENCH_QUIET_RATE:-100}
+QUIET_ROUNDS=${BENCH_QUIET_ROUNDS:-2}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
 OUT=${BENCH_OUT:-bench/out}
@@ -85,6 +112,9 @@ T_START=$(date +%s)
 LOADAVG0=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)
 
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T_START)) "$*" >&2; }
+# note_load PHASE: the machine's load average as a phase starts (other work
+# on the box shares its CPUs); the report prints them all.
+note_load() { echo "load phase=$1 avg=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"; }
 die() { log "FAILED: $*"; exit 1; }
 
 # --- tools -----------------------------------------------------------------
@@ -112,11 +142,11 @@ fi
 # --- work dir, processes, cleanup ----------------------------------------
 WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
 chmod 755 "$WORK"
-USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID=
+USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID= OFF_PID=
 cleanup() {
   set +e
-  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID; do kill "$p" 2>/dev/null; done
-  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID; do
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID; do kill "$p" 2>/dev/null; done
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null
   done
@@ -146,6 +176,7 @@ fi
 BIN_BYTES=$(stat -c %s "$WORK/usersd")
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/bare" ./bench/bare || die "build bench/bare"
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/load" ./bench/load || die "build bench/load"
+go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/prof" ./bench/prof || die "build bench/prof"
 if want auth; then
   go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/devissuer" ./cmd/devissuer || die "build cmd/devissuer"
 fi
@@ -182,6 +213,8 @@ ids_file() { # ids_file N FILE: 10,000 random seeded ids among users 1..N
 PORT=$(free_port)
 BARE_PORT=$(free_port)
 PPROF_PORT=$(free_port)
+BARE_PPROF_PORT=$(free_port)
+OFF_PORT=$(free_port)
 HWM_KB=0
 wait_http() { # wait_http URL PID
   for _ in $(seq 300); do
@@ -191,18 +224,20 @@ wait_http() { # wait_http URL PID
   done
   return 1
 }
-# launch_usersd PORT LOG_LEVEL off|on [PPROF_BIND]: starts usersd, leaves its
-# pid in LAUNCHED_PID and returns once /healthz answers. Authentication is
-# set explicitly either way (see the header): off is AUTH_DISABLED=true; on
-# is AUTH_ISSUER=$ISSUER_URL with audience usersd. Rate limits are off in
-# both (RATE_LIMIT_RPS=0, RATE_LIMIT_IP_RPS=0): one client IP and one token
-# would otherwise be throttled at 20/s or 100/s.
+# launch_usersd PORT LOG_LEVEL off|on [PPROF_BIND [CREATE_BATCH]]: starts
+# usersd, leaves its pid in LAUNCHED_PID and returns once /healthz answers.
+# Authentication is set explicitly either way (see the header): off is
+# AUTH_DISABLED=true; on is AUTH_ISSUER=$ISSUER_URL with audience usersd.
+# Rate limits are off in both (RATE_LIMIT_RPS=0, RATE_LIMIT_IP_RPS=0): one
+# client IP and one token would otherwise be throttled at 20/s or 100/s.
+# CREATE_BATCH is set explicitly too: on (group commit) unless told off.
 launch_usersd() {
-  local port=$1 level=$2 authn=$3 pprof=${4:-} log="$WORK/usersd.$2.auth-$3.log"
+  local port=$1 level=$2 authn=$3 pprof=${4:-} batch=${5:-on}
+  local log="$WORK/usersd.$2.auth-$3.batch-$batch.log"
   local auth_env=(AUTH_DISABLED=true AUTH_ISSUER= AUTH_AUDIENCE=)
   [ "$authn" = on ] && auth_env=(AUTH_DISABLED=false AUTH_ISSUER="$ISSUER_URL" AUTH_AUDIENCE=usersd)
   env DATABASE_URL="$DBURL" BIND="127.0.0.1:$port" LOG_LEVEL="$level" PPROF_BIND="$pprof" \
-    RATE_LIMIT_RPS=0 RATE_LIMIT_IP_RPS=0 "${auth_env[@]}" \
+    RATE_LIMIT_RPS=0 RATE_LIMIT_IP_RPS=0 CREATE_BATCH="$batch" "${auth_env[@]}" \
     "$WORK/usersd" >"$log" 2>&1 &
   LAUNCHED_PID=$!
   wait_http "http://127.0.0.1:$port/healthz" "$LAUNCHED_PID" || { tail -20 "$log" >&2; die "usersd did not become ready"; }
@@ -231,11 +266,15 @@ stop_usersd() {
   USERSD_PID=
 }
 start_bare() {
-  env DATABASE_URL="$DBURL" BIND="127.0.0.1:$BARE_PORT" "$WORK/bare" >"$WORK/bare.log" 2>&1 &
+  local pprof=
+  [ "$PROFILE" = 1 ] && pprof=127.0.0.1:$BARE_PPROF_PORT
+  env DATABASE_URL="$DBURL" BIND="127.0.0.1:$BARE_PORT" PPROF_BIND="$pprof" "$WORK/bare" >"$WORK/bare.log" 2>&1 &
   BARE_PID=$!
   wait_http "http://127.0.0.1:$BARE_PORT/livez" "$BARE_PID" || { cat "$WORK/bare.log" >&2; die "bare handler did not start"; }
 }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# syscalls PID: read and write system calls the process has made so far.
+syscalls() { awk '/^syscr/ {r = $2} /^syscw/ {w = $2} END {print r, w}' "/proc/$1/io"; }
 
 # --- one measurement: run_tool TOOL MODE URLPORT PID CONC|RATE IDS ------------
 # Prints "rps=.. ok=.. errors=.. total=.. ticks=.. p50=.. p99=.." (ms).
@@ -295,18 +334,34 @@ run_tool() {
 }
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-# sweep SECTION ENTRY TARGET TOOL MODE PORT PID IDS: peak RPS over $CONCS;
-# records every point and leaves the best in BEST_RPS / BEST_CONC.
+# sweep SECTION ENTRY TOOL MODE IDS TARGET:PORT:PID...: peak RPS of each
+# target over $CONCS, the targets back to back at each concurrency (in
+# turn first, so that drift on the machine hits them alike); records every
+# point, with REC_EXTRA (key=value ...) added, and leaves each target's
+# best error-free RPS and its concurrency in BEST[target] / BESTC[target].
+declare -A BEST BESTC
+REC_EXTRA=
 sweep() {
-  local section=$1 entry=$2 target=$3 tool=$4 mode=$5 port=$6 pid=$7 ids=$8 c r
-  BEST_RPS=0 BEST_CONC=0
+  local section=$1 entry=$2 tool=$3 mode=$4 ids=$5 c r i=0 spec target port pid
+  shift 5
+  local targets=("$@")
+  for spec in "${targets[@]}"; do BEST[${spec%%:*}]=0 BESTC[${spec%%:*}]=0; done
   for c in $CONCS; do
-    r=$(run_tool "$tool" "$mode" "$port" "$pid" "$c" "$ids")
-    echo "$section entry=$entry target=$target tool=$tool conc=$c $r" >>"$RES"
-    log "$section $entry $target c=$c: $r"
-    if [ "$(field errors "$r")" = 0 ] && awk -v a="$(field rps "$r")" -v b="$BEST_RPS" 'BEGIN {exit !(a > b)}'; then
-      BEST_RPS=$(field rps "$r") BEST_CONC=$c
+    local order=("${targets[@]}")
+    if [ $((i % 2)) = 1 ]; then # reversed
+      order=()
+      for ((j = ${#targets[@]} - 1; j >= 0; j--)); do order+=("${targets[j]}"); done
     fi
+    i=$((i + 1))
+    for spec in "${order[@]}"; do
+      IFS=: read -r target port pid <<<"$spec"
+      r=$(run_tool "$tool" "$mode" "$port" "$pid" "$c" "$ids")
+      echo "$section entry=$entry target=$target tool=$tool conc=$c $REC_EXTRA $r" >>"$RES"
+      log "$section $entry $target c=$c $REC_EXTRA: $r"
+      if [ "$(field errors "$r")" = 0 ] && awk -v a="$(field rps "$r")" -v b="${BEST[$target]}" 'BEGIN {exit !(a > b)}'; then
+        BEST[$target]=$(field rps "$r") BESTC[$target]=$c
+      fi
+    done
   done
 }
 
@@ -320,28 +375,50 @@ pgbench_run() { # pgbench_run SECTION SCRIPT CLIENTS [-D ...]
   ok=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
   local r="rps=${tps:-0} ok=${ok:-0} errors=${failed:-0}"
-  echo "$section entry=pgbench target=pgbench tool=pgbench conc=$c $r" >>"$RES"
+  echo "$section entry=pgbench target=pgbench tool=pgbench conc=$c $REC_EXTRA $r" >>"$RES"
   log "$section pgbench c=$c: $r"
 }
 
-# profile NAME CONC PROTO IDS: 10 s CPU and allocation profiles of usersd
-# under bench/load closed-loop load, with pprof -top summaries.
+# profile NAME TARGET CONC PROTO IDS [ENTRY]: a PSECS-second CPU profile and
+# an allocation profile of TARGET (usersd, or bare for the bare handler)
+# under bench/load closed-loop load, with pprof -top summaries. With ENTRY,
+# also a "prof" record: the profile split into layers per request
+# (bench/prof), the server's CPU time per request (ticks) and its read and
+# write system calls per request, over the profile's window.
 profile() {
-  local name=$1 c=$2 proto=$3 ids=$4 cpid
-  log "profiling usersd: $name ($proto, c=$c)"
-  "$WORK/load" closed -url "http://127.0.0.1:$PORT" -proto "$proto" -c "$c" -conns "$H2CONNS" -d 13s -ids "$ids" >/dev/null 2>&1 &
+  local name=$1 target=$2 c=$3 proto=$4 ids=$5 entry=${6:-} port=$PORT pid=$USERSD_PID pport=$PPROF_PORT cpid
+  if [ "$target" = bare ]; then port=$BARE_PORT pid=$BARE_PID pport=$BARE_PPROF_PORT; fi
+  log "profiling $target: $name ($proto, c=$c, ${PSECS} s)"
+  "$WORK/load" closed -url "http://127.0.0.1:$port" -proto "$proto" -c "$c" -conns "$H2CONNS" -d "$((PSECS + 3))s" \
+    -ids "$ids" >"$WORK/profile-load.json" 2>/dev/null &
   LOAD_PID=$!
   sleep 1.5
-  curl -sf -o "$OUT/$name-cpu.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=10" &
+  local t0 io0 t1 io1
+  t0=$(ticks "$pid") io0=$(syscalls "$pid")
+  curl -sf -o "$OUT/$name-cpu.pprof" "http://127.0.0.1:$pport/debug/pprof/profile?seconds=$PSECS" &
   cpid=$!
-  curl -sf -o "$OUT/$name-allocs.pprof" "http://127.0.0.1:$PPROF_PORT/debug/pprof/allocs?seconds=10" || log "allocs profile failed"
+  curl -sf -o "$OUT/$name-allocs.pprof" "http://127.0.0.1:$pport/debug/pprof/allocs?seconds=$PSECS" || log "allocs profile failed"
   wait "$cpid" || log "cpu profile failed"
+  t1=$(ticks "$pid") io1=$(syscalls "$pid")
   wait "$LOAD_PID" || true
   LOAD_PID=
   go tool pprof -top -nodecount=40 "$OUT/$name-cpu.pprof" >"$OUT/$name-cpu-top.txt" 2>/dev/null || true
   go tool pprof -top -cum -nodecount=80 "$OUT/$name-cpu.pprof" >"$OUT/$name-cpu-cum.txt" 2>/dev/null || true
   go tool pprof -top -sample_index=alloc_space -nodecount=40 "$OUT/$name-allocs.pprof" >"$OUT/$name-allocs-top.txt" 2>/dev/null || true
   go tool pprof -top -sample_index=alloc_objects -nodecount=40 "$OUT/$name-allocs.pprof" >"$OUT/$name-allocs-objects-top.txt" 2>/dev/null || true
+  [ -n "$entry" ] || return 0
+  local rps reqs layers
+  rps=$(jq -r '.rps // 0' "$WORK/profile-load.json" 2>/dev/null || echo 0)
+  reqs=$(awk -v r="$rps" -v s="$PSECS" 'BEGIN {printf "%.0f", r * s}')
+  [ "$reqs" -gt 0 ] || { log "profile $name: no requests"; return 0; }
+  layers=$("$WORK/prof" -reqs "$reqs" "$OUT/$name-cpu.pprof") || { log "bench/prof failed on $name"; return 0; }
+  read -r r0 w0 <<<"$io0"
+  read -r r1 w1 <<<"$io1"
+  echo "prof entry=$entry target=$target tool=closed conc=$c rps=$rps reqs=$reqs" \
+    "cpu_us=$(awk -v t=$((t1 - t0)) -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
+    "syscr=$(awk -v d=$((r1 - r0)) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}')" \
+    "syscw=$(awk -v d=$((w1 - w0)) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}') $layers" >>"$RES"
+  log "profile $target $entry: $(tail -n 1 "$RES")"
 }
 
 warm() { # warm PROTO PORT IDS: two seconds of load, not measured (RUN_TOKEN as in run_tool)
@@ -361,6 +438,7 @@ seed 1 10000
 ids_file 10000 "$WORK/ids10k"
 start_usersd warn
 if want 1; then
+  note_load 1
   warm connect-proto "$PORT" "$WORK/ids10k"
   r=$(run_tool open connect-proto "$PORT" "$USERSD_PID" "$SCALE_RATE" "$WORK/ids10k")
   echo "scale entry=users10k target=usersd tool=load rate=$SCALE_RATE $r" >>"$RES"
@@ -373,6 +451,7 @@ ids_file 100000 "$WORK/ids"
 IDS=$WORK/ids
 declare -A PEAK PEAKC
 if want 2; then
+note_load 2
 start_bare
 
 # entry point : wrk mode or load protocol : peak tool : load protocol of the
@@ -380,9 +459,8 @@ start_bare
 ENTRIES="rest-h1:rest:wrk:rest cjson-h1:cjson:wrk:connect-json cget-h1:cget:wrk:connect-get grpc-h2c:grpc:ghz:grpc cproto-h2c:connect-proto:closed:connect-proto"
 for e in $ENTRIES; do
   IFS=: read -r entry mode tool _ <<<"$e"
-  sweep get "$entry" usersd "$tool" "$mode" "$PORT" "$USERSD_PID" "$IDS"
-  PEAK[$entry]=$BEST_RPS PEAKC[$entry]=$BEST_CONC
-  sweep get "$entry" bare "$tool" "$mode" "$BARE_PORT" "$BARE_PID" "$IDS"
+  sweep get "$entry" "$tool" "$mode" "$IDS" "usersd:$PORT:$USERSD_PID" "bare:$BARE_PORT:$BARE_PID"
+  PEAK[$entry]=${BEST[usersd]} PEAKC[$entry]=${BESTC[usersd]}
 done
 note_rss peak
 
@@ -405,13 +483,21 @@ BARE_PID=
 
 for c in $PG_CONCS; do pgbench_run get bench/sql/get.pgbench "$c" -D nusers=100000; done
 
+# Where the CPU goes, usersd against the bare handler under the same load
+# on every entry point (bench/load: the same client for both).
 if [ "$PROFILE" = 1 ]; then
-  c=${PEAKC[cproto-h2c]:-32}
-  [ "$c" = 0 ] && c=32
-  profile getuser "$c" connect-proto "$IDS"
-  c=${PEAKC[rest-h1]:-32}
-  [ "$c" = 0 ] && c=32
-  profile getuser-rest "$c" rest "$IDS"
+  start_bare
+  for e in $ENTRIES; do
+    IFS=: read -r entry _ _ lproto <<<"$e"
+    c=${PEAKC[$entry]:-32}
+    [ "$c" = 0 ] && c=32
+    name=getuser-$entry
+    [ "$entry" = cproto-h2c ] && name=getuser # the name earlier runs used
+    profile "$name" usersd "$c" "$lproto" "$IDS" "$entry"
+    profile "$name-bare" bare "$c" "$lproto" "$IDS" "$entry"
+  done
+  stop_pid "$BARE_PID"
+  BARE_PID=
 fi
 
 # The access log's cost: the same run back to back with LOG_LEVEL=warn and
@@ -444,6 +530,7 @@ fi # phase 2
 # concurrency. Both have the rate limits off, so this is authentication
 # alone: the token is verified once, then found in usersd's token cache.
 if want auth; then
+note_load auth
 ISS_PORT=$(free_port)
 AUTH_PORT=$(free_port)
 while [ "$AUTH_PORT" = "$ISS_PORT" ]; do AUTH_PORT=$(free_port); done
@@ -503,6 +590,7 @@ fi # phase auth
 
 # =========================== 3. 1,000,000 users ==============================
 if want 3; then
+note_load 3
 seed 100001 1000000
 ids_file 1000000 "$WORK/ids1m"
 warm connect-proto "$PORT" "$WORK/ids1m"
@@ -529,39 +617,103 @@ note_rss list
 fi # phase 3
 
 # =========================== 4. CreateUser, 100,000 users =====================
-if want 4; then
+# create_phase off|on (PostgreSQL's fsync): CreateUser on REST and Connect
+# proto, usersd with group commit (the main usersd) against a second usersd
+# with CREATE_BATCH=off, started here, and against pgbench's single-create
+# transaction. The welcome backlog is emptied first, so each fsync setting
+# starts alike; the latency rows at QUIET_RATE come first, while the server
+# is quiet, then the peak sweeps, then pgbench. Welcome jobs are worked by
+# the River of both usersd in the background, as in production, during the
+# usersd runs and the pgbench runs alike.
+create_phase() {
+  local fsync=$1 round order b e entry lproto port pid target r c
+  REC_EXTRA="fsync=$fsync"
+  psqlq -c "TRUNCATE river_job" >/dev/null
+  launch_usersd "$OFF_PORT" warn off "" off
+  OFF_PID=$LAUNCHED_PID
+  warm rest-create "$PORT" ""
+  warm rest-create "$OFF_PORT" ""
+  for round in $(seq "$QUIET_ROUNDS"); do
+    order="on off"
+    [ $((round % 2)) = 0 ] && order="off on" # ABBA
+    for e in rest-create:rest-create cproto-create:connect-create; do
+      IFS=: read -r entry lproto <<<"$e"
+      for b in $order; do
+        port=$PORT pid=$USERSD_PID target=usersd
+        [ "$b" = off ] && port=$OFF_PORT pid=$OFF_PID target=nobatch
+        r=$(run_tool open "$lproto" "$port" "$pid" "$QUIET_RATE" "")
+        echo "quiet entry=$entry target=$target tool=load rate=$QUIET_RATE round=$round $REC_EXTRA $r" >>"$RES"
+        log "quiet $entry $target @ $QUIET_RATE/s (fsync $fsync, round $round): $r"
+      done
+    done
+  done
+  sweep create rest-create wrk create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  CPEAKC=${BESTC[usersd]}
+  sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  for c in $PG_CONCS; do pgbench_run create bench/sql/create.pgbench "$c"; done
+  note_rss "create-fsync-$fsync"
+  note_rss "create-fsync-$fsync-nobatch" "$OFF_PID"
+  # How fast River works the welcome backlog.
+  local q="SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE state IN ('available', 'running', 'retryable')) FROM river_job"
+  local done0 backlog0 done1 backlog1
+  IFS='|' read -r done0 backlog0 < <(psqlq -At -c "$q")
+  sleep "$DUR"
+  IFS='|' read -r done1 backlog1 < <(psqlq -At -c "$q")
+  echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN {printf "%.0f", (b - a) / d}') backlog=$backlog1 workers=20 $REC_EXTRA" >>"$RES"
+  log "river (fsync $fsync): $((done1 - done0)) welcome jobs completed in $DUR s; backlog $backlog1"
+  stop_pid "$OFF_PID"
+  OFF_PID=
+  REC_EXTRA=
+}
+
+if want 4 || want 4sync; then
+note_load 4
 psqlq -c "TRUNCATE users, river_job" >/dev/null
 seed 1 100000
-# Welcome jobs are worked by usersd's River in the background, as in
-# production, during the usersd runs and the pgbench runs alike.
-sweep create rest-create usersd wrk create "$PORT" "$USERSD_PID" ""
-sweep create cproto-create usersd closed connect-create "$PORT" "$USERSD_PID" ""
-for c in $PG_CONCS; do pgbench_run create bench/sql/create.pgbench "$c"; done
-note_rss create
-# How fast River works the welcome backlog.
-q="SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE state IN ('available', 'running', 'retryable')) FROM river_job"
-IFS='|' read -r done0 backlog0 < <(psqlq -At -c "$q")
-sleep "$DUR"
-IFS='|' read -r done1 backlog1 < <(psqlq -At -c "$q")
-echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN {printf "%.0f", (b - a) / d}') backlog=$backlog1 workers=10" >>"$RES"
-log "river: $((done1 - done0)) welcome jobs completed in $DUR s; backlog $backlog1"
-
-[ "$PROFILE" = 1 ] && profile createuser 8 rest-create ""
+fi
+if want 4; then
+create_phase off
+if [ "$PROFILE" = 1 ]; then
+  c=${CPEAKC:-32}
+  [ "$c" = 0 ] && c=32
+  profile createuser usersd "$c" rest-create ""
+fi
 fi # phase 4
+
+# ================ 4sync. CreateUser again, with fsync on ======================
+if want 4sync; then
+note_load 4sync
+if want 4; then # back to the same 100,000 users
+  psqlq -c "TRUNCATE users, river_job" >/dev/null
+  seed 1 100000
+fi
+stop_usersd
+log "restarting PostgreSQL with fsync, synchronous_commit and full_page_writes on"
+scripts/pgcluster.sh stop "$WORK/pg"
+printf 'fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n' >>"$WORK/pg/data/postgresql.conf"
+scripts/pgcluster.sh start "$WORK/pg"
+PGPORT=$(sed -n 4p "$WORK/pg/data/postmaster.pid")
+[ "$(psqlq -At -c "SELECT current_setting('fsync') || current_setting('synchronous_commit') || current_setting('full_page_writes')")" = ononon ] ||
+  die "PostgreSQL did not come back with fsync, synchronous_commit and full_page_writes on"
+echo "pgfsync fs=$(df --output=fstype "$WORK/pg/data" | tail -n 1)" >>"$RES"
+start_usersd warn
+create_phase on
+fi # phase 4sync
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta pg=$PGVERSION cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
+echo "meta pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
-if [ "$PROFILE" = 1 ]; then
+if [ "$PROFILE" = 1 ] && [ -f "$OUT/getuser-cpu-top.txt" ]; then
   echo
-  echo "GetUser, Connect proto: CPU profile ($OUT/getuser-cpu.pprof), flat:"
+  echo "GetUser, Connect proto: CPU profile of usersd ($OUT/getuser-cpu.pprof), flat:"
   sed -n '1,30p' "$OUT/getuser-cpu-top.txt"
   echo
-  echo "GetUser, Connect proto: allocations ($OUT/getuser-allocs.pprof), alloc_space:"
+  echo "GetUser, Connect proto: allocations of usersd ($OUT/getuser-allocs.pprof), alloc_space:"
   sed -n '1,25p' "$OUT/getuser-allocs-top.txt"
   echo
-  echo "(cumulative views: $OUT/*-cpu-cum.txt; REST GET and CreateUser REST profiles: $OUT/getuser-rest-*, $OUT/createuser-*)"
+  echo "(the bare handler's: $OUT/getuser-bare-*; other entry points: $OUT/getuser-<entry>[-bare]-*;"
+  echo " cumulative views: $OUT/*-cpu-cum.txt; CreateUser REST: $OUT/createuser-*)"
 fi
 log "done in $(($(date +%s) - T_START)) s"

@@ -16,7 +16,9 @@
 // protowire); request JSON is decoded with encoding/json. It is part of the
 // benchmark only, never of usersd.
 //
-// Environment: DATABASE_URL, BIND (default 127.0.0.1:8001).
+// Environment: DATABASE_URL, BIND (default 127.0.0.1:8001), PPROF_BIND
+// (net/http/pprof on its own listener, as usersd's PPROF_BIND: for the
+// profile rows of the bench, which compare the two).
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -89,6 +92,12 @@ func main() {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
+	}
+	if addr := os.Getenv("PPROF_BIND"); addr != "" {
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/", pprof.Index)
+		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { log.Print(http.ListenAndServe(addr, pm)) }()
 	}
 	bind := os.Getenv("BIND")
 	if bind == "" {

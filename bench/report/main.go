@@ -115,16 +115,24 @@ func main() {
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	p := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")) }
-	fmt.Printf("usersd benchmark  version %s  |  %s CPUs, PostgreSQL %s (fsync/synchronous_commit/full_page_writes off, shared_buffers 256MB)\n",
-		meta.s("version"), meta.s("cpus"), meta.s("pg"))
-	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s); usersd LOG_LEVEL=warn (access log off), AUTH_DISABLED=true, rate limits off unless noted\n",
+	fmt.Printf("usersd benchmark  version %s  |  %s CPUs, PostgreSQL %s (fsync/synchronous_commit/full_page_writes off, shared_buffers 256MB, data on %s; all three on for the \"fsync on\" rows)\n",
+		meta.s("version"), meta.s("cpus"), meta.s("pg"), meta.s("pgfs"))
+	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s), the servers compared back to back at each; usersd LOG_LEVEL=warn (access log off), AUTH_DISABLED=true, CREATE_BATCH=on, rate limits off unless noted\n",
 		meta.s("dur"), meta.s("concs"), meta.s("pgconcs"))
-	fmt.Printf("total run %s s; machine load average (1/5/15 min) %s at start, %s at end: other processes share these CPUs\n\n",
+	fmt.Printf("total run %s s; machine load average (1/5/15 min) %s at start, %s at end: other processes share these CPUs\n",
 		meta.s("seconds"), meta.s("loadavg_start"), meta.s("loadavg_end"))
+	if loads := find("load", nil); len(loads) > 0 {
+		var ls []string
+		for _, l := range loads {
+			ls = append(ls, l.s("phase")+" "+l.s("avg"))
+		}
+		fmt.Printf("load average as each phase started: %s\n", strings.Join(ls, ", "))
+	}
+	fmt.Println()
 
 	// GetUser.
 	pgGet, havePG := best(find("get", map[string]string{"target": "pgbench"}))
-	p("GetUser, 100k users", "tool", "usersd RPS @c", "bare RPS @c", "R_overhead", ">=0.90", "usersd CPU us/req", "bare CPU us/req", "R_db", "usersd p50 / p99 ms @ half peak", "p99<=5ms", "bare p50 / p99 same rate", "gen lag p99")
+	p("GetUser, 100k users", "tool", "usersd RPS @c", "bare RPS @c", "R_overhead", ">=0.90", "usersd CPU us/req", "bare CPU us/req", "R_cpu", "R_db", "usersd p50 / p99 ms @ half peak", "p99<=5ms", "bare p50 / p99 same rate", "gen lag p99")
 	names := []struct{ entry, label string }{
 		{"rest-h1", "REST GET /users/{id}     HTTP/1.1"},
 		{"cjson-h1", "Connect JSON POST        HTTP/1.1"},
@@ -140,6 +148,10 @@ func main() {
 		if uok && bok {
 			x := u.f("rps") / b.f("rps")
 			ratio, rv = fmt.Sprintf("%.2f", x), verdict(x >= 0.90)
+		}
+		rcpu := "-"
+		if uok && bok && u.f("ticks") > 0 && b.f("ticks") > 0 && u.f("total") > 0 && b.f("total") > 0 {
+			rcpu = fmt.Sprintf("%.2f", (b.f("ticks")/b.f("total"))/(u.f("ticks")/u.f("total")))
 		}
 		rdb := "-"
 		if uok && havePG {
@@ -160,33 +172,17 @@ func main() {
 			}
 			lv = verdict(l.f("p99") <= 5 && l.f("errors") == 0)
 		}
-		p(n.label, tool, rpsAt(u, uok), rpsAt(b, bok), ratio, rv, cpuPerReq(u), cpuPerReq(b), rdb, lat, lv, blat, lag)
+		p(n.label, tool, rpsAt(u, uok), rpsAt(b, bok), ratio, rv, cpuPerReq(u), cpuPerReq(b), rcpu, rdb, lat, lv, blat, lag)
 	}
 	if havePG {
-		p("pgbench SELECT by id (-M prepared)", "pgbench", "", rpsAt(pgGet, true)+" TPS", "", "", "", "", "= 1", "", "")
+		p("pgbench SELECT by id (-M prepared)", "pgbench", "", rpsAt(pgGet, true)+" TPS", "", "", "", "", "", "= 1", "", "")
 	}
+	p("  R_overhead = usersd RPS / bare RPS at their peaks; R_cpu = bare CPU per request / usersd CPU per request (the same ratio without the load generator's share of the 2 CPUs)")
 	p()
 
-	// CreateUser.
-	pgCreate, havePGC := best(find("create", map[string]string{"target": "pgbench"}))
-	p("CreateUser (+ welcome job)", "tool", "usersd RPS @c", "pgbench tx TPS @c", "ratio", ">=0.80", "usersd CPU us/req")
-	for _, n := range []struct{ entry, label string }{
-		{"rest-create", "REST POST /users         HTTP/1.1"},
-		{"cproto-create", "Connect proto            h2c"},
-	} {
-		u, uok := best(find("create", map[string]string{"entry": n.entry}))
-		tool := toolName(u)
-		ratio, rv := "-", "-"
-		if uok && havePGC {
-			x := u.f("rps") / pgCreate.f("rps")
-			ratio, rv = fmt.Sprintf("%.2f", x), verdict(x >= 0.80)
-		}
-		p(n.label, tool, rpsAt(u, uok), rpsAt(pgCreate, havePGC), ratio, rv, cpuPerReq(u))
-	}
-	if rv, ok := one("river", nil); ok {
-		p("  River welcome jobs worked afterwards", "", rv.s("completed_per_s")+" jobs/s", "backlog "+rv.s("backlog"), "", "(RIVER_WORKERS="+rv.s("workers")+")")
-	}
-	p()
+	profileRows(p, names)
+
+	createRows(p)
 
 	// Access log.
 	p("Access log (warn -> info, back to back)", "tool", "RPS off -> on", "change", "", "", "CPU us/req off -> on")
@@ -309,6 +305,175 @@ func main() {
 			fmt.Println("  " + b)
 		}
 	}
+}
+
+// layerCols are bench/prof's layers, in the order the profile rows show them.
+var layerCols = []struct{ key, label string }{
+	{"ours", "ours"}, {"connect", "connect-go"}, {"protobuf", "protobuf"}, {"nethttp", "net/http"},
+	{"pgx", "pgx"}, {"otel", "otel+prom"}, {"other", "other"}, {"runtime", "runtime (GC, sched)"},
+}
+
+// profileRows: where GetUser's CPU goes, usersd against the bare handler
+// under the same load, from the "prof" records of BENCH_PROFILE=1.
+func profileRows(p func(...string), names []struct{ entry, label string }) {
+	if len(find("prof", nil)) == 0 {
+		return
+	}
+	meta, _ := one("meta", nil)
+	hdr := []string{"GetUser CPU per request by layer, us (pprof)", "server", "RPS @c", "CPU (ticks)", "pprof total"}
+	for _, l := range layerCols {
+		hdr = append(hdr, l.label)
+	}
+	hdr = append(hdr, "in syscalls", "read / write syscalls")
+	p(hdr...)
+	for _, n := range names {
+		u, uok := one("prof", map[string]string{"entry": n.entry, "target": "usersd"})
+		b, bok := one("prof", map[string]string{"entry": n.entry, "target": "bare"})
+		if !uok && !bok {
+			continue
+		}
+		row := func(label, who string, r rec) {
+			cols := []string{label, who, fmt.Sprintf("%.0f @%s", r.f("rps"), r.s("conc")), r.s("cpu_us"), r.s("total")}
+			for _, l := range layerCols {
+				cols = append(cols, r.s(l.key))
+			}
+			cols = append(cols, r.s("syscall"), r.s("syscr")+" / "+r.s("syscw"))
+			p(cols...)
+		}
+		label := n.label
+		if uok {
+			row(label, "usersd", u)
+			label = ""
+		}
+		if bok {
+			row(label, "bare", b)
+		}
+		if uok && bok {
+			d := func(k string) string { return fmt.Sprintf("%+.1f", u.f(k)-b.f(k)) }
+			cols := []string{"", "usersd - bare", fmt.Sprintf("x%.2f", u.f("rps")/b.f("rps")), d("cpu_us"), d("total")}
+			for _, l := range layerCols {
+				cols = append(cols, d(l.key))
+			}
+			cols = append(cols, d("syscall"), fmt.Sprintf("%+.2f / %+.2f", u.f("syscr")-b.f("syscr"), u.f("syscw")-b.f("syscw")))
+			p(cols...)
+		}
+	}
+	p(fmt.Sprintf("  %s s CPU profile of each server under bench/load closed loop at usersd's peak concurrency, one after the other; a sample is charged to the innermost of these layers on its stack,", meta.s("psecs")))
+	p("  so malloc, GC assists and syscalls count for the layer that caused them; \"ours\" is usersd's server/ and store/ (the bare handler's own code on its rows); runtime is GC workers and the scheduler.")
+	p("  read / write syscalls per request from /proc/PID/io over the same window, PostgreSQL's socket included (one write and one or two reads per query, for both servers)")
+	p()
+}
+
+// createRows: CreateUser with group commit against CREATE_BATCH=off and
+// pgbench's single-create transaction, peak and at a quiet rate, for each
+// fsync setting measured.
+func createRows(p func(...string)) {
+	if len(find("create", nil)) == 0 {
+		return
+	}
+	entries := []struct{ entry, label string }{
+		{"rest-create", "REST POST /users         HTTP/1.1"},
+		{"cproto-create", "Connect proto            h2c"},
+	}
+	fsyncs := []struct{ v, label string }{
+		{"off", "fsync off (as above)"},
+		{"on", "fsync on (production)"},
+	}
+	p("CreateUser (+ welcome job), 100k users", "tool", "group commit RPS @c", "CREATE_BATCH=off RPS @c", "pgbench 1-create tx TPS @c", "vs pgbench", ">=1.5", "vs off", "CPU us/req on / off")
+	for _, fs := range fsyncs {
+		pg, havePG := best(find("create", map[string]string{"target": "pgbench", "fsync": fs.v}))
+		if len(find("create", map[string]string{"fsync": fs.v})) == 0 {
+			continue
+		}
+		label := fs.label
+		if fs.v == "on" {
+			if f, ok := one("pgfsync", nil); ok {
+				label += ", data on " + f.s("fs")
+			}
+		}
+		p(label)
+		for _, n := range entries {
+			on, okOn := best(find("create", map[string]string{"entry": n.entry, "target": "usersd", "fsync": fs.v}))
+			off, okOff := best(find("create", map[string]string{"entry": n.entry, "target": "nobatch", "fsync": fs.v}))
+			vsPG, v, vsOff := "-", "-", "-"
+			if okOn && havePG {
+				x := on.f("rps") / pg.f("rps")
+				vsPG, v = fmt.Sprintf("%.2f", x), verdict(x >= 1.5)
+			}
+			if okOn && okOff {
+				vsOff = fmt.Sprintf("%.2f", on.f("rps")/off.f("rps"))
+			}
+			cpu := "-"
+			if okOn || okOff {
+				cpu = cpuOf(on, okOn) + " / " + cpuOf(off, okOff)
+			}
+			p("  "+n.label, toolName(on), rpsAt(on, okOn), rpsAt(off, okOff), rpsAt(pg, havePG), vsPG, v, vsOff, cpu)
+		}
+		if rv, ok := one("river", map[string]string{"fsync": fs.v}); ok {
+			p("  River welcome jobs worked afterwards", "", rv.s("completed_per_s")+" jobs/s", "backlog "+rv.s("backlog"), "", "", "", "", "(2 usersd x RIVER_WORKERS=10)")
+		}
+	}
+	p("  CREATE_BATCH=off is a diagnostic (every create its own transaction), a second usersd running next to the first; CPU per request includes the River workers of the same process")
+	p()
+
+	if len(find("quiet", nil)) == 0 {
+		return
+	}
+	meta, _ := one("meta", nil)
+	rate := find("quiet", nil)[0].s("rate")
+	p(fmt.Sprintf("CreateUser at %s/s, open loop", rate), "tool", "group commit p50 / p99 ms", "CREATE_BATCH=off p50 / p99 ms", "p50 on / off", "<=1.10", "", "", "")
+	for _, fs := range fsyncs {
+		if len(find("quiet", map[string]string{"fsync": fs.v})) == 0 {
+			continue
+		}
+		p(fs.label)
+		for _, n := range entries {
+			on, okOn := meanLatency(find("quiet", map[string]string{"entry": n.entry, "target": "usersd", "fsync": fs.v}))
+			off, okOff := meanLatency(find("quiet", map[string]string{"entry": n.entry, "target": "nobatch", "fsync": fs.v}))
+			ratio, v := "-", "-"
+			if okOn && okOff && off.p50 > 0 {
+				x := on.p50 / off.p50
+				ratio, v = fmt.Sprintf("%.2f", x), verdict(x <= 1.10 && on.errors == 0)
+			}
+			p("  "+n.label, "bench/load", on.String(okOn), off.String(okOff), ratio, v, "", "", "")
+		}
+	}
+	p(fmt.Sprintf("  mean of %s rounds each, group commit and CREATE_BATCH=off alternating (ABBA), measured first in each fsync setting while the server is otherwise quiet", meta.s("quietrounds")))
+	p()
+}
+
+func cpuOf(r rec, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return cpuPerReq(r)
+}
+
+type latency struct {
+	p50, p99 float64
+	errors   float64
+}
+
+func (l latency) String(ok bool) string {
+	if !ok {
+		return "-"
+	}
+	s := fmt.Sprintf("%.2f / %.2f", l.p50, l.p99)
+	if l.errors > 0 {
+		s += fmt.Sprintf(" (%.0f errors)", l.errors)
+	}
+	return s
+}
+
+// meanLatency averages p50 and p99 over rounds and adds up their errors.
+func meanLatency(rs []rec) (latency, bool) {
+	var l latency
+	for _, r := range rs {
+		l.p50 += r.f("p50") / float64(len(rs))
+		l.p99 += r.f("p99") / float64(len(rs))
+		l.errors += r.f("errors")
+	}
+	return l, len(rs) > 0
 }
 
 func tool(r rec) string {
