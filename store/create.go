@@ -71,8 +71,7 @@ func (s *Users) runBatch(batch []*call[NewUser, User]) {
 // createAll inserts a batch and retries on their own the creates that a
 // batch-wide failure or a vanished conflict may have failed wrongly.
 func (s *Users) createAll(ctx context.Context, batch []*call[NewUser, User]) {
-	s.insertBatch(ctx, batch)
-	if len(batch) > 1 && retryAlone(batch[0].Err) {
+	if err := s.insertBatch(ctx, batch); len(batch) > 1 && retryAlone(err) {
 		// The batch failed for a reason one row may have caused: try each
 		// on its own, so a bad row cannot fail its neighbours.
 		for _, c := range batch {
@@ -101,22 +100,24 @@ func retryAlone(err error) bool {
 // outcome. A row that conflicts (its email, in any case, or its subject is
 // taken, also by an earlier row of the batch) is skipped and its caller
 // told why; the others commit. When the transaction fails, every call gets
-// its error.
-func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) {
+// its error, which insertBatch returns too (a conflict of one row is that
+// call's answer, not the batch's failure).
+func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) error {
 	n := len(batch)
-	ids := make([][16]byte, n)
+	ids := make([]pgUUID, n)
 	emails, names := make([]string, n), make([]string, n)
 	subjects := make([]*string, n)
 	users := make([]User, n)
 	for i, c := range batch {
 		id, err := uuid.NewV7()
 		if err != nil {
+			err = fmt.Errorf("create user: new id: %w", err)
 			for _, c := range batch {
-				c.Err = fmt.Errorf("create user: new id: %w", err)
+				c.Err = err
 			}
-			return
+			return err
 		}
-		ids[i], emails[i], names[i], subjects[i] = id, c.In.Email, c.In.FullName, nullable(c.In.Subject)
+		ids[i], emails[i], names[i], subjects[i] = pgUUID(id), c.In.Email, c.In.FullName, nullable(c.In.Subject)
 		users[i] = User{ID: id, Email: c.In.Email, FullName: c.In.FullName, Subject: c.In.Subject, Version: 1}
 	}
 	errs := make([]error, n)
@@ -134,7 +135,7 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) {
 		created := make(map[[16]byte]time.Time, n)
 		var id [16]byte
 		var at time.Time
-		if _, err := pgx.ForEachRow(rows, []any{&id, &at}, func() error { created[id] = at; return nil }); err != nil {
+		if _, err := pgx.ForEachRow(rows, []any{(*pgUUID)(&id), &at}, func() error { created[id] = at; return nil }); err != nil {
 			return err
 		}
 		inserted := make([]User, 0, len(created))
@@ -164,6 +165,7 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) {
 			c.Out = users[i]
 		}
 	}
+	return err
 }
 
 // explainConflicts finds, for each row the insert skipped, what it collided

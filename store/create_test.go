@@ -250,3 +250,88 @@ func TestGroupCommitOutage(t *testing.T) {
 	}
 	checkUsersHaveOneJob(t, db)
 }
+
+// TestGroupCommitConflictFirst queues a batch whose first create conflicts:
+// that conflict is its caller's answer, not the batch's failure, so the
+// rows after it commit once and their callers are told so (retrying them
+// one at a time would find each conflicting with itself).
+func TestGroupCommitConflictFirst(t *testing.T) {
+	t.Parallel()
+	url := dbtest.URL(t)
+	// One connection, so one batch slot: the creates queue behind the
+	// first, which waits on a table lock.
+	db, err := store.Open(context.Background(), store.Config{URL: url, MaxConns: 1, AcquireTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	users := withJobs(t, db)
+	ctx := t.Context()
+	if _, err := users.Create(ctx, store.NewUser{Email: "taken@example.com", FullName: "First"}); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	lock := dbtest.LockUsers(t, conn)
+
+	var wg sync.WaitGroup
+	errs := make(map[string]error)
+	var mu sync.Mutex
+	create := func(email string) {
+		wg.Go(func() {
+			_, err := users.Create(ctx, store.NewUser{Email: email, FullName: "Queued"})
+			mu.Lock()
+			errs[email] = err
+			mu.Unlock()
+		})
+	}
+	create("holder@example.com") // takes the slot and waits for the lock
+	waitForLockWaiters(t, conn, 1)
+	create("TAKEN@example.com") // first in the queue
+	time.Sleep(200 * time.Millisecond)
+	create("second@example.com")
+	create("third@example.com")
+	time.Sleep(200 * time.Millisecond)
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	for email, err := range errs {
+		switch {
+		case email == "TAKEN@example.com":
+			if !errors.Is(err, store.ErrEmailTaken) {
+				t.Errorf("%s: %v, want ErrEmailTaken", email, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v, want success", email, err)
+		}
+	}
+	if n := checkUsersHaveOneJob(t, db); n != 4 {
+		t.Errorf("%d users stored, want 4", n)
+	}
+}
+
+// waitForLockWaiters waits until n other sessions wait for a lock.
+func waitForLockWaiters(t *testing.T, conn *pgx.Conn, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions wait for a lock after 30 s, want %d", waiting, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

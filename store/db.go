@@ -48,6 +48,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		pc.MinConns = cfg.MinConns
 	}
 	pc.ConnConfig.Tracer = cfg.Tracer
+	// With default_query_exec_mode=exec or simple_protocol (PgBouncer's
+	// transaction pooling) pgx picks a parameter's type from its Go type
+	// instead of asking the server, so our uuid types must be registered.
+	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		registerTypes(c.TypeMap())
+		return nil
+	}
 	// A cancelled request cancels its query on the server too, instead of
 	// leaving it running behind a closed socket.
 	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {

@@ -24,3 +24,10 @@ func (u *pgUUID) ScanUUID(v pgtype.UUID) error {
 	*u = v.Bytes
 	return nil
 }
+
+// registerTypes names pgUUID and []pgUUID as uuid and uuid[] for query
+// modes that take parameter types from Go types.
+func registerTypes(m *pgtype.Map) {
+	m.RegisterDefaultPgType(pgUUID{}, "uuid")
+	m.RegisterDefaultPgType([]pgUUID(nil), "_uuid")
+}
