@@ -83,9 +83,12 @@ func (g *guard) admit(ctx context.Context, r *http.Request) (*auth.Principal, er
 	now := time.Now()
 	p, err := g.authenticate(ctx, r)
 	if err != nil || p == nil {
-		// No valid token (or authentication off): the client IP's limit.
-		if ok, wait := g.byIP.allow(clientIP(r, g.trusted), now); !ok {
-			return nil, &rateLimitError{wait}
+		// No valid token (or authentication off): the client IP's limit,
+		// when there is one.
+		if g.byIP != nil {
+			if ok, wait := g.byIP.allow(clientIP(r, g.trusted), now); !ok {
+				return nil, &rateLimitError{wait}
+			}
 		}
 		if err != nil {
 			return nil, err

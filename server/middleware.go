@@ -23,9 +23,9 @@ import (
 type access struct {
 	protocol  string // connect, grpc, grpcweb, or http
 	procedure string
-	outcome   string // Connect code, or REST error name
-	subject   string // the authenticated caller; never the token
-	userID    string // the user a call reads or changes by id; never an email
+	outcome   string    // Connect code, or REST error name
+	subject   string    // the authenticated caller; never the token
+	userID    uuid.UUID // the user a call reads or changes by id; never an email
 	span      trace.SpanContext
 
 	route string // the route the guard looked up: mux pattern or procedure
@@ -81,8 +81,12 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		a := &access{protocol: "http"}
-		sw := &statusWriter{ResponseWriter: w}
+		// The record and the writer in one allocation.
+		rec := &struct {
+			a  access
+			sw statusWriter
+		}{access{protocol: "http"}, statusWriter{ResponseWriter: w}}
+		a, sw := &rec.a, &rec.sw
 		outer := r.Context() // without the caller's span: the access line adds the ids itself
 		ctx := outer
 		if !tel.tracing && r.Header.Get("Traceparent") != "" {
@@ -136,8 +140,8 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 			if a.subject != "" {
 				attrs = append(attrs, slog.String("subject", a.subject))
 			}
-			if a.userID != "" {
-				attrs = append(attrs, slog.String("user_id", a.userID))
+			if a.userID != uuid.Nil {
+				attrs = append(attrs, slog.String("user_id", a.userID.String()))
 			}
 			if a.span.IsValid() {
 				attrs = append(attrs, slog.String("trace_id", a.span.TraceID().String()), slog.String("span_id", a.span.SpanID().String()))
@@ -155,7 +159,7 @@ func rpcInterceptor(timeout time.Duration, tel *telemetry) connect.UnaryIntercep
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
-			if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
+			if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > timeout {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
@@ -207,7 +211,7 @@ func rpcOutcome(a *access, r *http.Request, w *statusWriter) {
 // and its span: ids, never emails, identify users in logs and traces.
 func noteUser(ctx context.Context, id uuid.UUID) {
 	if a, ok := ctx.Value(accessKey{}).(*access); ok {
-		a.userID = id.String()
+		a.userID = id // formatted only if the access line is written
 	}
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(attribute.String("user.id", id.String()))

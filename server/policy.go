@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
@@ -65,9 +66,18 @@ const usersServicePath = "/" + usersv1connect.UserServiceName + "/"
 
 // policyTable finds the rule of a request before the mux routes it.
 type policyTable struct {
-	rules      map[string]rule
+	rules      map[string]*rule // shared and never modified once built: lookup hands them out
 	mux        *http.ServeMux
 	registered []string // patterns, in the order handle got them
+}
+
+// newPolicyTable returns a table of rules over a new mux.
+func newPolicyTable(rules map[string]rule) *policyTable {
+	t := &policyTable{rules: make(map[string]*rule, len(rules)), mux: http.NewServeMux()}
+	for k, rl := range rules {
+		t.rules[k] = &rl
+	}
+	return t
 }
 
 // handle registers h on the mux under pattern, which must have a rule.
@@ -85,6 +95,14 @@ func (t *policyTable) handle(pattern string, h http.Handler) error {
 // lookup returns the route r goes to (its mux pattern, or the procedure)
 // and its rule, nil when it has none (refused).
 func (t *policyTable) lookup(r *http.Request) (string, *rule) {
+	// A procedure of UserService (the hot path): the mux sends every clean
+	// path under usersServicePath to the Connect handler, whatever the
+	// method, so its rule is found without routing the request twice.
+	if p := r.URL.Path; r.URL.RawPath == "" && strings.HasPrefix(p, usersServicePath) {
+		if rl, ok := t.rules[p]; ok {
+			return p, rl
+		}
+	}
 	_, pattern := t.mux.Handler(r)
 	if pattern == "" {
 		// No route: only the mux's own 404, 405 or redirect will answer,
@@ -95,7 +113,7 @@ func (t *policyTable) lookup(r *http.Request) (string, *rule) {
 		pattern = r.URL.Path // the procedure
 	}
 	if rl, ok := t.rules[pattern]; ok {
-		return pattern, &rl
+		return pattern, rl
 	}
 	return pattern, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -282,14 +283,31 @@ func bodyError(err error) error {
 	return fieldError("body", "is not a valid CreateUser request")
 }
 
+// writeJSON answers v as JSON and a newline: what json.Marshal writes,
+// encoded into a pooled buffer.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"internal_error","message":"internal error"}`)
+	buf := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
+		buf.Reset()
+		status = http.StatusInternalServerError
+		buf.WriteString(`{"error":"internal_error","message":"internal error"}` + "\n")
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	h["Content-Type"] = jsonContentType // shared, never modified: Set would allocate
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(buf.Bytes())
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	jsonBufs        = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+func putJSONBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 { // a large list page's buffer is not kept
+		jsonBufs.Put(b)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -127,10 +126,10 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 
 // newRoutes registers every route on a mux, each with its policy entry.
 func newRoutes(svc *service, health *Health, tel *telemetry, timeout time.Duration, handlerOpts []connect.HandlerOption, opts Options) (*policyTable, error) {
-	routes := &policyTable{rules: maps.Clone(policy), mux: http.NewServeMux()}
+	routes := newPolicyTable(policy)
 	var err error
 	for pattern := range opts.PublicMounts {
-		routes.rules[pattern] = rule{public: true}
+		routes.rules[pattern] = &rule{public: true}
 	}
 	handle := func(pattern string, h http.Handler) {
 		if err == nil {
@@ -185,10 +184,16 @@ func origin(rawURL string) string {
 
 // withReadDeadline bounds reading the request body by the request timeout,
 // so a client trickling its body cannot hold a handler forever (the
-// request's context deadline only starts once the body is read).
+// request's context deadline only starts once the body is read). A server
+// whose ReadTimeout is no longer (usersd sets it to the request timeout)
+// does that already for every request, more cheaply: over HTTP/2 a
+// deadline set from the handler is a message to the connection's serve
+// loop and a timer, on top of the timer ReadTimeout starts anyway.
 func withReadDeadline(d time.Duration, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); !ok || srv.ReadTimeout <= 0 || srv.ReadTimeout > d {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
 		h.ServeHTTP(w, r)
 	})
 }

@@ -102,6 +102,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	srv := server.NewHTTPServer(a.handler, log)
+	// The server bounds reading every request, body included, by the
+	// request timeout itself, so the handler need not set a read deadline
+	// per request (see server.withReadDeadline).
+	srv.ReadTimeout = cfg.RequestTimeout
 	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
 		return fmt.Errorf("BIND %s: %w", cfg.Bind, err)
