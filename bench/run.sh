@@ -412,6 +412,7 @@ profile() {
   reqs=$(awk -v r="$rps" -v s="$PSECS" 'BEGIN {printf "%.0f", r * s}')
   [ "$reqs" -gt 0 ] || { log "profile $name: no requests"; return 0; }
   layers=$("$WORK/prof" -reqs "$reqs" "$OUT/$name-cpu.pprof") || { log "bench/prof failed on $name"; return 0; }
+  layers="$layers $("$WORK/prof" -reqs "$reqs" -sample alloc_objects -prefix a_ "$OUT/$name-allocs.pprof" 2>/dev/null)"
   read -r r0 w0 <<<"$io0"
   read -r r1 w1 <<<"$io1"
   echo "prof entry=$entry target=$target tool=closed conc=$c rps=$rps reqs=$reqs" \

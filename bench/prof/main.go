@@ -4,10 +4,15 @@
 // protobuf, net/http, pgx, telemetry, and the runtime's own work.
 //
 //	prof -reqs N FILE.pprof
+//	prof -reqs N -sample alloc_objects -prefix a_ FILE.pprof
 //
 // prints one line of key=value pairs, microseconds of CPU per request:
 //
 //	ours connect protobuf nethttp pgx otel other runtime syscall total
+//
+// or, with -sample alloc_objects on an allocation profile, heap
+// allocations per request (syscall is then always 0), each key prefixed
+// with -prefix.
 //
 // Each sample goes to the innermost frame of its stack that belongs to a
 // layer: time in the runtime (malloc, GC assists, stack growth) and in
@@ -65,21 +70,29 @@ func isSyscall(fn string) bool {
 
 func main() {
 	reqs := flag.Float64("reqs", 0, "requests served while the profile ran")
+	sample := flag.String("sample", "", "sample index of an allocation profile (alloc_objects); default: CPU time")
+	prefix := flag.String("prefix", "", "prefix of every key printed")
 	flag.Parse()
 	if flag.NArg() != 1 || *reqs <= 0 {
 		fmt.Fprintln(os.Stderr, "usage: prof -reqs N FILE.pprof")
 		os.Exit(2)
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-traces", flag.Arg(0)).Output()
+	args := []string{"tool", "pprof", "-traces"}
+	scale := 1e6 // CPU: microseconds per request
+	if *sample != "" {
+		args = append(args, "-sample_index="+*sample)
+		scale = 1
+	}
+	out, err := exec.Command("go", append(args, flag.Arg(0))...).Output()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "prof: go tool pprof -traces:", err)
 		os.Exit(1)
 	}
 	sum := map[string]float64{}
-	var value float64 // seconds of the stack being read
+	var cur float64 // the value of the stack being read
 	var frames []string
 	flush := func() {
-		if value == 0 {
+		if cur == 0 {
 			return
 		}
 		layer := "runtime"
@@ -89,12 +102,12 @@ func main() {
 				break
 			}
 		}
-		sum[layer] += value
-		sum["total"] += value
+		sum[layer] += cur
+		sum["total"] += cur
 		if len(frames) > 0 && isSyscall(frames[0]) {
-			sum["syscall"] += value
+			sum["syscall"] += cur
 		}
-		value, frames = 0, frames[:0]
+		cur, frames = 0, frames[:0]
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -108,14 +121,18 @@ func main() {
 		if len(fields) == 0 {
 			continue
 		}
-		// A stack starts with its value: "  10ms   fn"; then one frame a line.
-		if v, ok := duration(fields[0]); ok && len(fields) >= 2 {
+		if fields[0] == "bytes:" { // an allocation profile's size class line
+			continue
+		}
+		// A stack starts with its value: "  10ms   fn" (a count in an
+		// allocation profile); then one frame a line.
+		if v, ok := value(fields[0], *sample != ""); ok && len(fields) >= 2 {
 			flush()
-			value = v
+			cur = v
 			frames = append(frames, fields[1])
 			continue
 		}
-		if value > 0 {
+		if cur > 0 {
 			frames = append(frames, fields[0])
 		}
 	}
@@ -125,13 +142,18 @@ func main() {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		fmt.Fprintf(&b, "%s=%.1f", k, sum[k]/(*reqs)*1e6)
+		fmt.Fprintf(&b, "%s%s=%.1f", *prefix, k, sum[k]/(*reqs)*scale)
 	}
 	fmt.Println(b.String())
 }
 
-// duration parses pprof's sample values: "10ms", "1.20s", "500us".
-func duration(s string) (float64, bool) {
+// value parses a sample value: a count, or a duration ("10ms", "1.20s",
+// "500us") in seconds.
+func value(s string, count bool) (float64, bool) {
+	if count {
+		v, err := strconv.ParseFloat(s, 64)
+		return v, err == nil
+	}
 	for _, u := range []struct {
 		suffix string
 		scale  float64

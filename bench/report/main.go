@@ -324,7 +324,7 @@ func profileRows(p func(...string), names []struct{ entry, label string }) {
 	for _, l := range layerCols {
 		hdr = append(hdr, l.label)
 	}
-	hdr = append(hdr, "in syscalls", "read / write syscalls")
+	hdr = append(hdr, "in syscalls", "read / write syscalls", "allocs: ours / connect-go / net/http / all")
 	p(hdr...)
 	for _, n := range names {
 		u, uok := one("prof", map[string]string{"entry": n.entry, "target": "usersd"})
@@ -337,7 +337,7 @@ func profileRows(p func(...string), names []struct{ entry, label string }) {
 			for _, l := range layerCols {
 				cols = append(cols, r.s(l.key))
 			}
-			cols = append(cols, r.s("syscall"), r.s("syscr")+" / "+r.s("syscw"))
+			cols = append(cols, r.s("syscall"), r.s("syscr")+" / "+r.s("syscw"), allocs(r))
 			p(cols...)
 		}
 		label := n.label
@@ -354,13 +354,15 @@ func profileRows(p func(...string), names []struct{ entry, label string }) {
 			for _, l := range layerCols {
 				cols = append(cols, d(l.key))
 			}
-			cols = append(cols, d("syscall"), fmt.Sprintf("%+.2f / %+.2f", u.f("syscr")-b.f("syscr"), u.f("syscw")-b.f("syscw")))
+			cols = append(cols, d("syscall"), fmt.Sprintf("%+.2f / %+.2f", u.f("syscr")-b.f("syscr"), u.f("syscw")-b.f("syscw")),
+				fmt.Sprintf("%+.0f / %+.0f / %+.0f / %+.0f", u.f("a_ours")-b.f("a_ours"), u.f("a_connect")-b.f("a_connect"), u.f("a_nethttp")-b.f("a_nethttp"), u.f("a_total")-b.f("a_total")))
 			p(cols...)
 		}
 	}
 	p(fmt.Sprintf("  %s s CPU profile of each server under bench/load closed loop at usersd's peak concurrency, one after the other; a sample is charged to the innermost of these layers on its stack,", meta.s("psecs")))
 	p("  so malloc, GC assists and syscalls count for the layer that caused them; \"ours\" is usersd's server/ and store/ (the bare handler's own code on its rows); runtime is GC workers and the scheduler.")
-	p("  read / write syscalls per request from /proc/PID/io over the same window, PostgreSQL's socket included (one write and one or two reads per query, for both servers)")
+	p("  read / write syscalls per request from /proc/PID/io over the same window, PostgreSQL's socket included (one write and one or two reads per query, for both servers);")
+	p("  heap allocations per request by the same layers, from the allocation profile of the same window (sampled: small objects are estimates)")
 	p()
 }
 
@@ -440,6 +442,15 @@ func createRows(p func(...string)) {
 	}
 	p(fmt.Sprintf("  mean of %s rounds each, group commit and CREATE_BATCH=off alternating (ABBA), measured first in each fsync setting while the server is otherwise quiet", meta.s("quietrounds")))
 	p()
+}
+
+// allocs is a prof record's heap allocations per request: ours, connect-go,
+// net/http and all.
+func allocs(r rec) string {
+	if r.s("a_total") == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f", r.f("a_ours"), r.f("a_connect"), r.f("a_nethttp"), r.f("a_total"))
 }
 
 func cpuOf(r rec, ok bool) string {
