@@ -53,6 +53,7 @@
 #   BENCH_DURATION=5       seconds per measurement
 #   BENCH_CONCS="8 32 64"  HTTP connections / HTTP/2 streams swept for peak RPS
 #   BENCH_PG_CONCS="4 8 20" pgbench clients swept (usersd's pool is 20)
+#   BENCH_CREATE_CONCS="16 64" connections/streams of the CreateUser sweeps
 #   BENCH_SCALE_RATE=1000  requests/s of the 10k-vs-1M p50 comparison
 #   BENCH_PROFILE=1        (default; 0 skips) capture CPU and allocation
 #                          profiles of usersd (PPROF_BIND) and of the bare
@@ -60,7 +61,7 @@
 #                          and of usersd under CreateUser REST load, into
 #                          bench/out/, with go tool pprof -top summaries and
 #                          the per-layer rows of the report (bench/prof)
-#   BENCH_PROFILE_SECONDS=10 length of each CPU profile
+#   BENCH_PROFILE_SECONDS=8 length of each CPU profile
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 #   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
 #   BENCH_PHASES="1 2 auth 3 4 4sync" the phases above to run (e.g. "2"
@@ -94,7 +95,8 @@ CONCS=${BENCH_CONCS:-"8 32 64"}
 PG_CONCS=${BENCH_PG_CONCS:-"4 8 20"}
 SCALE_RATE=${BENCH_SCALE_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-1}
-PSECS=${BENCH_PROFILE_SECONDS:-10}
+PSECS=${BENCH_PROFILE_SECONDS:-8}
+CREATE_CONCS=${BENCH_CREATE_CONCS:-"16 64"}
 PHASES=${BENCH_PHASES:-"1 2 auth 3 4 4sync"}
 AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
 QUIET_RATE=${BENCH_QUIET_RATE:-100}
@@ -335,7 +337,7 @@ run_tool() {
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # sweep SECTION ENTRY TOOL MODE IDS TARGET:PORT:PID...: peak RPS of each
-# target over $CONCS, the targets back to back at each concurrency (in
+# target over $CONCS (or SWEEP_CONCS), the targets back to back at each concurrency (in
 # turn first, so that drift on the machine hits them alike); records every
 # point, with REC_EXTRA (key=value ...) added, and leaves each target's
 # best error-free RPS and its concurrency in BEST[target] / BESTC[target].
@@ -346,7 +348,7 @@ sweep() {
   shift 5
   local targets=("$@")
   for spec in "${targets[@]}"; do BEST[${spec%%:*}]=0 BESTC[${spec%%:*}]=0; done
-  for c in $CONCS; do
+  for c in ${SWEEP_CONCS:-$CONCS}; do
     local order=("${targets[@]}")
     if [ $((i % 2)) = 1 ]; then # reversed
       order=()
@@ -422,10 +424,10 @@ profile() {
   log "profile $target $entry: $(tail -n 1 "$RES")"
 }
 
-warm() { # warm PROTO PORT IDS: two seconds of load, not measured (RUN_TOKEN as in run_tool)
+warm() { # warm PROTO PORT IDS [RATE]: two seconds of load, not measured (RUN_TOKEN as in run_tool)
   local hdr=()
   [ -n "$RUN_TOKEN" ] && hdr=(-header "Authorization: Bearer $RUN_TOKEN")
-  "$WORK/load" open -url "http://127.0.0.1:$2" -proto "$1" -rate "$SCALE_RATE" -d 2s -ids "$3" "${hdr[@]}" >/dev/null 2>&1 || true
+  "$WORK/load" open -url "http://127.0.0.1:$2" -proto "$1" -rate "${4:-$SCALE_RATE}" -d 2s -ids "$3" "${hdr[@]}" >/dev/null 2>&1 || true
 }
 note_rss() { # note_rss PHASE [PID]: a usersd's VmHWM so far (default the main one)
   local h
@@ -632,8 +634,10 @@ create_phase() {
   psqlq -c "TRUNCATE river_job" >/dev/null
   launch_usersd "$OFF_PORT" warn off "" off
   OFF_PID=$LAUNCHED_PID
-  warm rest-create "$PORT" ""
-  warm rest-create "$OFF_PORT" ""
+  # A light warm-up: its welcome jobs must not still be worked while the
+  # quiet rows run.
+  warm rest-create "$PORT" "" "$QUIET_RATE"
+  warm rest-create "$OFF_PORT" "" "$QUIET_RATE"
   for round in $(seq "$QUIET_ROUNDS"); do
     order="on off"
     [ $((round % 2)) = 0 ] && order="off on" # ABBA
@@ -648,9 +652,9 @@ create_phase() {
       done
     done
   done
-  sweep create rest-create wrk create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  SWEEP_CONCS=$CREATE_CONCS sweep create rest-create wrk create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
   CPEAKC=${BESTC[usersd]}
-  sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  SWEEP_CONCS=$CREATE_CONCS sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
   for c in $PG_CONCS; do pgbench_run create bench/sql/create.pgbench "$c"; done
   note_rss "create-fsync-$fsync"
   note_rss "create-fsync-$fsync-nobatch" "$OFF_PID"
@@ -703,7 +707,7 @@ fi # phase 4sync
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
+echo "meta createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ] && [ -f "$OUT/getuser-cpu-top.txt" ]; then

@@ -117,8 +117,8 @@ func main() {
 	p := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")) }
 	fmt.Printf("usersd benchmark  version %s  |  %s CPUs, PostgreSQL %s (fsync/synchronous_commit/full_page_writes off, shared_buffers 256MB, data on %s; all three on for the \"fsync on\" rows)\n",
 		meta.s("version"), meta.s("cpus"), meta.s("pg"), meta.s("pgfs"))
-	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (pgbench clients %s), the servers compared back to back at each; usersd LOG_LEVEL=warn (access log off), AUTH_DISABLED=true, CREATE_BATCH=on, rate limits off unless noted\n",
-		meta.s("dur"), meta.s("concs"), meta.s("pgconcs"))
+	fmt.Printf("%s s per measurement; peak = best error-free RPS over concurrency %s (CreateUser %s; pgbench clients %s), the servers compared back to back at each; usersd LOG_LEVEL=warn (access log off), AUTH_DISABLED=true, CREATE_BATCH=on, rate limits off unless noted\n",
+		meta.s("dur"), meta.s("concs"), meta.s("createconcs"), meta.s("pgconcs"))
 	fmt.Printf("total run %s s; machine load average (1/5/15 min) %s at start, %s at end: other processes share these CPUs\n",
 		meta.s("seconds"), meta.s("loadavg_start"), meta.s("loadavg_end"))
 	if loads := find("load", nil); len(loads) > 0 {
