@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"io"
 	"log"
 	"net"
@@ -45,8 +46,10 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// The same query as store.Users.Get.
-const getSQL = `SELECT id, email, full_name, created_at, welcomed_at IS NOT NULL FROM users WHERE id = $1`
+// The same query as store.Users.Get (store.userColumns and welcomed_at), so
+// that the bare handler reads, and answers, what usersd does: every field of
+// the User message, the etag included.
+const getSQL = `SELECT id, email, full_name, created_at, coalesce(updated_at, created_at), version, coalesce(subject, ''), welcomed_at IS NOT NULL FROM users WHERE id = $1`
 
 const maxBody = 64 << 10
 
@@ -55,6 +58,9 @@ type user struct {
 	email     string
 	fullName  string
 	createdAt time.Time
+	updatedAt time.Time
+	version   int64
+	subject   string
 	welcomed  bool
 }
 
@@ -124,7 +130,7 @@ func (a *app) get(ctx context.Context, id uuid.UUID) (user, error) {
 	// a failed binary encode that builds an error with fmt, a text scan and
 	// a second encode.
 	var u user
-	err := a.pool.QueryRow(ctx, getSQL, [16]byte(id)).Scan((*[16]byte)(&u.id), &u.email, &u.fullName, &u.createdAt, &u.welcomed)
+	err := a.pool.QueryRow(ctx, getSQL, [16]byte(id)).Scan((*[16]byte)(&u.id), &u.email, &u.fullName, &u.createdAt, &u.updatedAt, &u.version, &u.subject, &u.welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, errNotFound
 	}
@@ -174,7 +180,12 @@ func (a *app) rest(w http.ResponseWriter, r *http.Request) {
 	b = appendJSONString(b, u.fullName)
 	b = append(b, `,"created_at":"`...)
 	b = u.createdAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","updated_at":"`...)
+	b = u.updatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","etag":"`...)
+	b = appendETag(b, u)
 	b = append(b, "\"}\n"...)
+	w.Header().Set("ETag", string(appendETag(append(make([]byte, 0, 24), '"'), u))+`"`)
 	write(w, http.StatusOK, "application/json", b)
 }
 
@@ -245,6 +256,10 @@ func (a *app) connectJSON(w http.ResponseWriter, r *http.Request, body []byte) {
 	b = appendJSONString(b, u.fullName)
 	b = append(b, `,"createdAt":"`...)
 	b = u.createdAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","updatedAt":"`...)
+	b = u.updatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","etag":"`...)
+	b = appendETag(b, u)
 	b = append(b, "\"}}"...)
 	write(w, http.StatusOK, "application/json", b)
 }
@@ -260,7 +275,7 @@ func (a *app) connectProto(w http.ResponseWriter, r *http.Request, body []byte) 
 		connectDBError(w, err)
 		return
 	}
-	write(w, http.StatusOK, "application/proto", appendGetUserResponse(make([]byte, 0, 128), u))
+	write(w, http.StatusOK, "application/proto", appendGetUserResponse(make([]byte, 0, 192), u))
 }
 
 func (a *app) grpc(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -281,7 +296,7 @@ func (a *app) grpc(w http.ResponseWriter, r *http.Request, body []byte) {
 		grpcError(w, 13, "internal error")
 		return
 	}
-	b := make([]byte, 5, 133)
+	b := make([]byte, 5, 192)
 	b = appendGetUserResponse(b, u)
 	b[0] = 0
 	binary.BigEndian.PutUint32(b[1:5], uint32(len(b)-5))
@@ -351,22 +366,19 @@ func decodeGetUserRequest(b []byte) (uuid.UUID, error) {
 }
 
 // appendGetUserResponse writes GetUserResponse{1: User{1 id, 2 email,
-// 3 full_name, 4 Timestamp{1 seconds, 2 nanos}}}.
+// 3 full_name, 4 created_at, 5 updated_at (Timestamp{1 seconds, 2 nanos}),
+// 6 etag}}.
 func appendGetUserResponse(b []byte, u user) []byte {
 	var idb [36]byte
 	id := appendUUID(idb[:0], u.id)
-	secs, nanos := u.createdAt.Unix(), int32(u.createdAt.Nanosecond())
-	tsLen := 0
-	if secs != 0 {
-		tsLen += 1 + protowire.SizeVarint(uint64(secs))
-	}
-	if nanos != 0 {
-		tsLen += 1 + protowire.SizeVarint(uint64(nanos))
-	}
+	var etb [32]byte
+	etag := appendETag(etb[:0], u)
 	userLen := 1 + protowire.SizeBytes(len(id)) +
 		1 + protowire.SizeBytes(len(u.email)) +
 		1 + protowire.SizeBytes(len(u.fullName)) +
-		1 + protowire.SizeBytes(tsLen)
+		1 + protowire.SizeBytes(timestampLen(u.createdAt)) +
+		1 + protowire.SizeBytes(timestampLen(u.updatedAt)) +
+		1 + protowire.SizeBytes(len(etag))
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(userLen))
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
@@ -375,17 +387,49 @@ func appendGetUserResponse(b []byte, u user) []byte {
 	b = protowire.AppendString(b, u.email)
 	b = protowire.AppendTag(b, 3, protowire.BytesType)
 	b = protowire.AppendString(b, u.fullName)
-	b = protowire.AppendTag(b, 4, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(tsLen))
-	if secs != 0 {
+	b = appendTimestamp(b, 4, u.createdAt)
+	b = appendTimestamp(b, 5, u.updatedAt)
+	b = protowire.AppendTag(b, 6, protowire.BytesType)
+	return protowire.AppendBytes(b, etag)
+}
+
+func timestampLen(t time.Time) int {
+	n := 0
+	if secs := t.Unix(); secs != 0 {
+		n += 1 + protowire.SizeVarint(uint64(secs))
+	}
+	if nanos := t.Nanosecond(); nanos != 0 {
+		n += 1 + protowire.SizeVarint(uint64(nanos))
+	}
+	return n
+}
+
+func appendTimestamp(b []byte, field protowire.Number, t time.Time) []byte {
+	b = protowire.AppendTag(b, field, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(timestampLen(t)))
+	if secs := t.Unix(); secs != 0 {
 		b = protowire.AppendTag(b, 1, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(secs))
 	}
-	if nanos != 0 {
+	if nanos := t.Nanosecond(); nanos != 0 {
 		b = protowire.AppendTag(b, 2, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(nanos))
 	}
 	return b
+}
+
+// appendETag appends the user's etag as usersd makes it (server/etag.go):
+// the version in base 36, a dash, and 32 bits of FNV-1a over id and
+// version in base 36.
+func appendETag(b []byte, u user) []byte {
+	h := fnv.New64a()
+	_, _ = h.Write(u.id[:])
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(u.version))
+	_, _ = h.Write(v[:])
+	b = strconv.AppendInt(b, u.version, 36)
+	b = append(b, '-')
+	return strconv.AppendUint(b, h.Sum64()&0xffffffff, 36)
 }
 
 const hexdigits = "0123456789abcdef"

@@ -149,9 +149,11 @@ func main() {
 			x := u.f("rps") / b.f("rps")
 			ratio, rv = fmt.Sprintf("%.2f", x), verdict(x >= 0.90)
 		}
+		// R_cpu at the same concurrency: usersd's peak one.
 		rcpu := "-"
-		if uok && bok && u.f("ticks") > 0 && b.f("ticks") > 0 && u.f("total") > 0 && b.f("total") > 0 {
-			rcpu = fmt.Sprintf("%.2f", (b.f("ticks")/b.f("total"))/(u.f("ticks")/u.f("total")))
+		if bc, ok := one("get", map[string]string{"entry": n.entry, "target": "bare", "conc": u.s("conc")}); uok && ok &&
+			u.f("ticks") > 0 && bc.f("ticks") > 0 && u.f("total") > 0 && bc.f("total") > 0 {
+			rcpu = fmt.Sprintf("%.2f", (bc.f("ticks")/bc.f("total"))/(u.f("ticks")/u.f("total")))
 		}
 		rdb := "-"
 		if uok && havePG {
@@ -177,7 +179,7 @@ func main() {
 	if havePG {
 		p("pgbench SELECT by id (-M prepared)", "pgbench", "", rpsAt(pgGet, true)+" TPS", "", "", "", "", "", "= 1", "", "")
 	}
-	p("  R_overhead = usersd RPS / bare RPS at their peaks; R_cpu = bare CPU per request / usersd CPU per request (the same ratio without the load generator's share of the 2 CPUs)")
+	p("  R_overhead = usersd RPS / bare RPS at their peaks; R_cpu = bare CPU per request / usersd CPU per request at usersd's peak concurrency (the same ratio without the load generator's share of the CPUs)")
 	p()
 
 	profileRows(p, names)
