@@ -38,6 +38,7 @@
 #      (bench/load): peak RPS of usersd with group commit (the default)
 #      and of a second usersd with CREATE_BATCH=off (every create its own
 #      transaction; a diagnostic), back to back at each concurrency,
+#      each group once the welcome backlog of the one before is worked off,
 #      against pgbench running usersd's single-create transaction
 #      (bench/sql/create.pgbench); then p50/p99 of both at
 #      BENCH_QUIET_RATE creates/s (open loop, BENCH_QUIET_ROUNDS off/on
@@ -72,6 +73,8 @@
 #   BENCH_AUTH_ROUNDS=2    auth phase: off/on pairs per entry point
 #   BENCH_QUIET_RATE=100   phases 4 and 4sync: creates/s of the latency rows
 #   BENCH_QUIET_ROUNDS=2   phases 4 and 4sync: on/off pairs of those rows
+#   BENCH_DRAIN=25         phases 4 and 4sync: most seconds to wait for the
+#                          welcome backlog to be worked off before each group
 #
 # How every usersd runs (on purpose, whatever .env says):
 #   AUTH_DISABLED=true, except the auth phase's second usersd, which verifies
@@ -101,6 +104,7 @@ PHASES=${BENCH_PHASES:-"1 2 auth 3 4 4sync"}
 AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
 QUIET_RATE=${BENCH_QUIET_RATE:-100}
 QUIET_ROUNDS=${BENCH_QUIET_ROUNDS:-2}
+DRAIN=${BENCH_DRAIN:-25}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
 OUT=${BENCH_OUT:-bench/out}
@@ -625,9 +629,26 @@ fi # phase 3
 # with CREATE_BATCH=off, started here, and against pgbench's single-create
 # transaction. The welcome backlog is emptied first, so each fsync setting
 # starts alike; the latency rows at QUIET_RATE come first, while the server
-# is quiet, then the peak sweeps, then pgbench. Welcome jobs are worked by
-# the River of both usersd in the background, as in production, during the
-# usersd runs and the pgbench runs alike.
+# is quiet, then the peak sweeps (REST, Connect proto), then pgbench. Welcome
+# jobs are worked by the River of both usersd in the background, as in
+# production, during the usersd runs and the pgbench runs alike; each of
+# the three groups starts once the backlog of the one before is worked off
+# (drain_jobs), so that none runs on another's backlog.
+# drain_jobs ENTRY: waits until River has worked off the welcome backlog
+# (at most BENCH_DRAIN seconds), and records what was left.
+drain_jobs() {
+  local t0 n
+  t0=$(date +%s)
+  while :; do
+    n=$(psqlq -At -c "SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable')")
+    [ "$n" -le 200 ] && break
+    [ $(($(date +%s) - t0)) -ge "$DRAIN" ] && break
+    sleep 1
+  done
+  echo "drain entry=$1 waited_s=$(($(date +%s) - t0)) backlog=$n $REC_EXTRA" >>"$RES"
+  log "welcome backlog before $1: $n after $(($(date +%s) - t0)) s"
+}
+
 create_phase() {
   local fsync=$1 round order b e entry lproto port pid target r c
   REC_EXTRA="fsync=$fsync"
@@ -652,13 +673,10 @@ create_phase() {
       done
     done
   done
+  drain_jobs rest-create
   SWEEP_CONCS=$CREATE_CONCS sweep create rest-create wrk create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
   CPEAKC=${BESTC[usersd]}
-  SWEEP_CONCS=$CREATE_CONCS sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
-  for c in $PG_CONCS; do pgbench_run create bench/sql/create.pgbench "$c"; done
-  note_rss "create-fsync-$fsync"
-  note_rss "create-fsync-$fsync-nobatch" "$OFF_PID"
-  # How fast River works the welcome backlog.
+  # How fast River works the welcome backlog the sweep left.
   local q="SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE state IN ('available', 'running', 'retryable')) FROM river_job"
   local done0 backlog0 done1 backlog1
   IFS='|' read -r done0 backlog0 < <(psqlq -At -c "$q")
@@ -666,6 +684,12 @@ create_phase() {
   IFS='|' read -r done1 backlog1 < <(psqlq -At -c "$q")
   echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN {printf "%.0f", (b - a) / d}') backlog=$backlog1 workers=20 $REC_EXTRA" >>"$RES"
   log "river (fsync $fsync): $((done1 - done0)) welcome jobs completed in $DUR s; backlog $backlog1"
+  drain_jobs cproto-create
+  SWEEP_CONCS=$CREATE_CONCS sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  drain_jobs pgbench
+  for c in $PG_CONCS; do pgbench_run create bench/sql/create.pgbench "$c"; done
+  note_rss "create-fsync-$fsync"
+  note_rss "create-fsync-$fsync-nobatch" "$OFF_PID"
   stop_pid "$OFF_PID"
   OFF_PID=
   REC_EXTRA=

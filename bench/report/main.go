@@ -414,7 +414,14 @@ func createRows(p func(...string)) {
 			p("  "+n.label, toolName(on), rpsAt(on, okOn), rpsAt(off, okOff), rpsAt(pg, havePG), vsPG, v, vsOff, cpu)
 		}
 		if rv, ok := one("river", map[string]string{"fsync": fs.v}); ok {
-			p("  River welcome jobs worked afterwards", "", rv.s("completed_per_s")+" jobs/s", "backlog "+rv.s("backlog"), "", "", "", "", "(2 usersd x RIVER_WORKERS=10)")
+			p("  River welcome jobs worked after the REST sweep", "", rv.s("completed_per_s")+" jobs/s", "backlog "+rv.s("backlog"), "", "", "", "", "(2 usersd x RIVER_WORKERS=10)")
+		}
+		if ds := find("drain", map[string]string{"fsync": fs.v}); len(ds) > 0 {
+			var parts []string
+			for _, d := range ds {
+				parts = append(parts, fmt.Sprintf("%s %s (after %s s)", d.s("entry"), d.s("backlog"), d.s("waited_s")))
+			}
+			p("  welcome backlog as each group started: " + strings.Join(parts, ", "))
 		}
 	}
 	p("  CREATE_BATCH=off is a diagnostic (every create its own transaction), a second usersd running next to the first; CPU per request includes the River workers of the same process")
