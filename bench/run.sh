@@ -4,7 +4,7 @@
 # and saves it to bench/out/report.txt.
 #
 # What it does (each measurement BENCH_DURATION seconds, default 5; about
-# 14 minutes in all on a 2-core machine):
+# 15 minutes in all on a 2-core machine):
 #   build usersd with release flags (make build), the bare handler
 #   (bench/bare) and the load generator (bench/load); ghz once into
 #   bench/.bin; init a fresh PostgreSQL (scripts/pgcluster.sh --fast: fsync,
