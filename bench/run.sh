@@ -40,9 +40,10 @@
 #      transaction; a diagnostic), back to back at each concurrency,
 #      each group once the welcome backlog of the one before is worked off,
 #      against pgbench running usersd's single-create transaction
-#      (bench/sql/create.pgbench); then p50/p99 of both at
-#      BENCH_QUIET_RATE creates/s (open loop, BENCH_QUIET_ROUNDS off/on
-#      pairs in ABBA order): batching must not make a quiet server slower;
+#      (bench/sql/create.pgbench); before those, p50/p99 of both at
+#      BENCH_QUIET_RATE creates/s (open loop, BENCH_QUIET_ROUNDS on/off
+#      pairs in ABBA order, the median round reported): batching must not
+#      make a quiet server slower;
 #      River's welcome-job throughput.
 #   4sync. the rows of 4 again after PostgreSQL restarts with fsync,
 #      synchronous_commit and full_page_writes on, as in production (the
@@ -72,7 +73,9 @@
 #                          usersd happen whatever is chosen
 #   BENCH_AUTH_ROUNDS=2    auth phase: off/on pairs per entry point
 #   BENCH_QUIET_RATE=100   phases 4 and 4sync: creates/s of the latency rows
-#   BENCH_QUIET_ROUNDS=2   phases 4 and 4sync: on/off pairs of those rows
+#   BENCH_QUIET_ROUNDS=4   phases 4 and 4sync: on/off pairs of those rows
+#   BENCH_QUIET_DURATION=3 seconds of each of those runs (the machine's
+#                          drift between rounds matters more than length)
 #   BENCH_DRAIN=25         phases 4 and 4sync: most seconds to wait for the
 #                          welcome backlog to be worked off before each group
 #
@@ -103,7 +106,8 @@ CREATE_CONCS=${BENCH_CREATE_CONCS:-"16 64"}
 PHASES=${BENCH_PHASES:-"1 2 auth 3 4 4sync"}
 AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
 QUIET_RATE=${BENCH_QUIET_RATE:-100}
-QUIET_ROUNDS=${BENCH_QUIET_ROUNDS:-2}
+QUIET_ROUNDS=${BENCH_QUIET_ROUNDS:-4}
+QUIET_DUR=${BENCH_QUIET_DURATION:-3}
 DRAIN=${BENCH_DRAIN:-25}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
@@ -667,7 +671,7 @@ create_phase() {
       for b in $order; do
         port=$PORT pid=$USERSD_PID target=usersd
         [ "$b" = off ] && port=$OFF_PORT pid=$OFF_PID target=nobatch
-        r=$(run_tool open "$lproto" "$port" "$pid" "$QUIET_RATE" "")
+        r=$(DUR=$QUIET_DUR run_tool open "$lproto" "$port" "$pid" "$QUIET_RATE" "")
         echo "quiet entry=$entry target=$target tool=load rate=$QUIET_RATE round=$round $REC_EXTRA $r" >>"$RES"
         log "quiet $entry $target @ $QUIET_RATE/s (fsync $fsync, round $round): $r"
       done
@@ -731,7 +735,7 @@ fi # phase 4sync
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
+echo "meta quietdur=$QUIET_DUR createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ] && [ -f "$OUT/getuser-cpu-top.txt" ]; then

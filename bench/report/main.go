@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -439,8 +440,8 @@ func createRows(p func(...string)) {
 		}
 		p(fs.label)
 		for _, n := range entries {
-			on, okOn := meanLatency(find("quiet", map[string]string{"entry": n.entry, "target": "usersd", "fsync": fs.v}))
-			off, okOff := meanLatency(find("quiet", map[string]string{"entry": n.entry, "target": "nobatch", "fsync": fs.v}))
+			on, okOn := medianLatency(find("quiet", map[string]string{"entry": n.entry, "target": "usersd", "fsync": fs.v}))
+			off, okOff := medianLatency(find("quiet", map[string]string{"entry": n.entry, "target": "nobatch", "fsync": fs.v}))
 			ratio, v := "-", "-"
 			if okOn && okOff && off.p50 > 0 {
 				x := on.p50 / off.p50
@@ -449,7 +450,7 @@ func createRows(p func(...string)) {
 			p("  "+n.label, "bench/load", on.String(okOn), off.String(okOff), ratio, v, "", "", "")
 		}
 	}
-	p(fmt.Sprintf("  mean of %s rounds each, group commit and CREATE_BATCH=off alternating (ABBA), measured first in each fsync setting while the server is otherwise quiet", meta.s("quietrounds")))
+	p(fmt.Sprintf("  median of %s rounds of %s s each (p50 and p99 each the median round's), group commit and CREATE_BATCH=off alternating (ABBA), measured first in each fsync setting while the server is otherwise quiet", meta.s("quietrounds"), meta.s("quietdur")))
 	p()
 }
 
@@ -485,15 +486,30 @@ func (l latency) String(ok bool) string {
 	return s
 }
 
-// meanLatency averages p50 and p99 over rounds and adds up their errors.
-func meanLatency(rs []rec) (latency, bool) {
+// medianLatency is the median over rounds of p50 and of p99 (one round
+// thrown off by the machine moves neither), with every round's errors.
+func medianLatency(rs []rec) (latency, bool) {
 	var l latency
+	var p50s, p99s []float64
 	for _, r := range rs {
-		l.p50 += r.f("p50") / float64(len(rs))
-		l.p99 += r.f("p99") / float64(len(rs))
+		p50s = append(p50s, r.f("p50"))
+		p99s = append(p99s, r.f("p99"))
 		l.errors += r.f("errors")
 	}
+	l.p50, l.p99 = median(p50s), median(p99s)
 	return l, len(rs) > 0
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func tool(r rec) string {
