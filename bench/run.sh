@@ -337,7 +337,7 @@ run_tool() {
     timeout $((DUR + 60)) $nice "$WORK/load" "$tool" -url "http://127.0.0.1:$port" -proto "$mode" $arg \
       -conns "$H2CONNS" -d "${DUR}s" -ids "$ids" "${hdr[@]}" $extra >"$out" 2>"$WORK/load.err" || true
     t1=$(ticks "$pid")
-    jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms) lag99=\(.lag_p99_ms // 0)"' "$out" 2>/dev/null ||
+    jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms) lag99=\(.lag_p99_ms // 0) ccpu=\(.client_cpu_us // 0)"' "$out" 2>/dev/null ||
       { cat "$WORK/load.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
     ;;
   esac

@@ -46,6 +46,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -120,6 +121,10 @@ type result struct {
 	// machine than about the server.
 	LagP99ms  float64        `json:"lag_p99_ms,omitempty"`
 	ErrorKind map[string]int `json:"error_kinds,omitempty"`
+	// ClientCPUus is this generator's own CPU time (user + system) per
+	// completed call, probes and warm-up included: what the client takes
+	// from the CPUs it shares with the server.
+	ClientCPUus float64 `json:"client_cpu_us"`
 }
 
 func runLoad(mode string, args []string) error {
@@ -173,6 +178,11 @@ func runLoad(mode string, args []string) error {
 		res = closedLoop(o, calls)
 	} else {
 		res = openLoop(o, calls)
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil && res.Total > 0 {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		res.ClientCPUus = float64(cpu.Microseconds()) / float64(res.Total)
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }

@@ -384,7 +384,7 @@ func createRows(p func(...string)) {
 		{"off", "fsync off (as above)"},
 		{"on", "fsync on (production)"},
 	}
-	p("CreateUser (+ welcome job), 100k users", "tool", "group commit RPS @c", "CREATE_BATCH=off RPS @c", "pgbench 1-create tx TPS @c", "vs pgbench", ">=1.5", "vs off", "CPU us/req on / off")
+	p("CreateUser (+ welcome job), 100k users", "tool", "group commit RPS @c", "CREATE_BATCH=off RPS @c", "pgbench 1-create tx TPS @c", "vs pgbench", ">=1.5", "vs off", "CPU us/req on / off", "client CPU us/req")
 	for _, fs := range fsyncs {
 		pg, havePG := best(find("create", map[string]string{"target": "pgbench", "fsync": fs.v}))
 		if len(find("create", map[string]string{"fsync": fs.v})) == 0 {
@@ -412,7 +412,11 @@ func createRows(p func(...string)) {
 			if okOn || okOff {
 				cpu = cpuOf(on, okOn) + " / " + cpuOf(off, okOff)
 			}
-			p("  "+n.label, toolName(on), rpsAt(on, okOn), rpsAt(off, okOff), rpsAt(pg, havePG), vsPG, v, vsOff, cpu)
+			ccpu := "-" // wrk does not say
+			if okOn && on.f("ccpu") > 0 {
+				ccpu = fmt.Sprintf("%.0f", on.f("ccpu"))
+			}
+			p("  "+n.label, toolName(on), rpsAt(on, okOn), rpsAt(off, okOff), rpsAt(pg, havePG), vsPG, v, vsOff, cpu, ccpu)
 		}
 		if rv, ok := one("river", map[string]string{"fsync": fs.v}); ok {
 			p("  River welcome jobs worked after the REST sweep", "", rv.s("completed_per_s")+" jobs/s", "backlog "+rv.s("backlog"), "", "", "", "", "(2 usersd x RIVER_WORKERS=10)")
@@ -425,7 +429,8 @@ func createRows(p func(...string)) {
 			p("  welcome backlog as each group started: " + strings.Join(parts, ", "))
 		}
 	}
-	p("  CREATE_BATCH=off is a diagnostic (every create its own transaction), a second usersd running next to the first; CPU per request includes the River workers of the same process")
+	p("  CREATE_BATCH=off is a diagnostic (every create its own transaction), a second usersd running next to the first; CPU per request includes the River workers of the same process;")
+	p("  client CPU: bench/load's own (Go's HTTP/2 client and connect-go's) per create, on the same CPUs; wrk's and pgbench's C clients take far less")
 	p()
 
 	if len(find("quiet", nil)) == 0 {
