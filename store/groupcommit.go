@@ -52,9 +52,15 @@ func newGroupCommit[T, R any](max, slots int, run func([]*call[T, R])) *groupCom
 // never run, one already taken runs to the end without its caller. A call
 // that waits longer than maxWait for a slot is errWaitedTooLong.
 func (g *groupCommit[T, R]) do(ctx context.Context, in T, maxWait time.Duration) (R, error) {
+	var zero R
+	// A call whose caller has already gone is never run: with a free slot
+	// enqueue would take it into a batch at once, before the select below
+	// could see ctx ended.
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
 	c := &call[T, R]{Ctx: ctx, In: in, done: make(chan struct{})}
 	g.enqueue(c)
-	var zero R
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
 	for {

@@ -143,3 +143,29 @@ func TestGroupCommitCallersGiveUp(t *testing.T) {
 		t.Errorf("batches %v, want %v: abandoned calls must not run, taken ones must", rec.batches, want)
 	}
 }
+
+// TestGroupCommitCallerAlreadyGone: a call made with a context that has
+// already ended returns its error and never runs, even with a free slot.
+func TestGroupCommitCallerAlreadyGone(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{hold: make(chan struct{})}
+	close(rec.hold)
+	g := newGroupCommit(64, 2, rec.run)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := g.do(ctx, 1, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call with a cancelled context: %v, want context.Canceled", err)
+	}
+	if out, err := g.do(context.Background(), 2, time.Minute); err != nil || out != 20 {
+		t.Fatalf("call after it: %d, %v", out, err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, b := range rec.batches {
+		for _, id := range b {
+			if id == 1 {
+				t.Errorf("the call whose caller had gone ran: batches %v", rec.batches)
+			}
+		}
+	}
+}
