@@ -47,6 +47,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/acme/usersd/internal/devissuer"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/internal/smtptest"
 )
 
@@ -65,30 +66,6 @@ const (
 	// on its default_pool_size (20) server connections.
 	dbMaxConns = 20
 )
-
-// repoRoot is the module root: the tests run in test/cluster.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Clean(filepath.Join(wd, "..", ".."))
-}
-
-// usersdBinary is bin/usersd, which `make build` writes; USERSD_BIN
-// overrides it.
-func usersdBinary(t testing.TB) string {
-	t.Helper()
-	p := os.Getenv("USERSD_BIN")
-	if p == "" {
-		p = filepath.Join(repoRoot(t), "bin", "usersd")
-	}
-	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		t.Fatalf("%s is missing or not executable: run `make build` first (make test-cluster does)", p)
-	}
-	return p
-}
 
 // tool finds haproxy or pgbouncer: on PATH, or in /usr/sbin where Debian
 // puts them (not on a non-root user's PATH).
@@ -299,7 +276,7 @@ type cluster struct {
 // removed when the test ends.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{t: t, usersdBin: usersdBinary(t)}
+	c := &cluster{t: t, usersdBin: proctest.Binary(t)}
 	haproxyBin, bouncerBin := tool(t, "haproxy"), tool(t, "pgbouncer")
 
 	dir, err := os.MkdirTemp("", "usersd-cluster-")
@@ -424,7 +401,7 @@ func (c *cluster) startPgBouncer(bin string, base *pgconn.Config, password strin
 	// The server: a unix socket directory or a TCP host, as in TEST_DATABASE_URL.
 	db := fmt.Sprintf("host=%s port=%d dbname=%s", base.Host, base.Port, c.dbName)
 	userlist := filepath.Join(c.dir, "userlist.txt")
-	ini := renderINI(t, filepath.Join(repoRoot(t), "deploy", "pgbouncer", "pgbouncer.ini"), map[string]string{
+	ini := renderINI(t, filepath.Join(proctest.RepoRoot(t), "deploy", "pgbouncer", "pgbouncer.ini"), map[string]string{
 		"databases.usersd":      db,
 		"pgbouncer.listen_addr": "127.0.0.1",
 		"pgbouncer.listen_port": strconv.Itoa(port),
@@ -543,7 +520,7 @@ type haServer struct{ name, addr string }
 // socket answers.
 func (c *cluster) startHAProxy(bin string) {
 	t := c.t
-	cfg := filepath.Join(repoRoot(t), "deploy", "haproxy", "haproxy.cfg")
+	cfg := filepath.Join(proctest.RepoRoot(t), "deploy", "haproxy", "haproxy.cfg")
 	h := &haproxy{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), sock: filepath.Join(c.dir, "haproxy.sock")}
 	h.url = "http://" + h.addr
 	// One thread: HAProxy drops "log stdout" lines when its threads contend

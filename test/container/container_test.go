@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/acme/usersd/internal/devissuer"
+	"github.com/acme/usersd/internal/proctest"
 )
 
 const (
@@ -146,22 +147,12 @@ func TestImage(t *testing.T) {
 	t.Logf("container test took %s", time.Since(start).Round(time.Millisecond))
 }
 
-// repoRoot is the module root: the test runs in test/container.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Clean(filepath.Join(wd, "..", ".."))
-}
-
 // imageArchive is bin/usersd-image.tar (USERSD_IMAGE_ARCHIVE overrides it).
 func imageArchive(t *testing.T) string {
 	t.Helper()
 	p := os.Getenv("USERSD_IMAGE_ARCHIVE")
 	if p == "" {
-		p = filepath.Join(repoRoot(t), "bin", "usersd-image.tar")
+		p = filepath.Join(proctest.RepoRoot(t), "bin", "usersd-image.tar")
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%v: run `make image` first (make test-container does it)", err)
@@ -436,7 +427,7 @@ var migrationFile = regexp.MustCompile(`^\d+_.*\.sql$`)
 // database: the log names each, and the version table has the last.
 func checkMigrated(t *testing.T, logs, dbName string) {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(repoRoot(t), "migrations"))
+	entries, err := os.ReadDir(filepath.Join(proctest.RepoRoot(t), "migrations"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/acme/usersd/internal/proctest"
 )
 
 // cluster is a PostgreSQL cluster of the test's own, managed through
@@ -31,7 +33,7 @@ func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	script := os.Getenv("USERSD_PGCLUSTER")
 	if script == "" {
-		script = filepath.Join(repoRoot(t), "scripts", "pgcluster.sh")
+		script = filepath.Join(proctest.RepoRoot(t), "scripts", "pgcluster.sh")
 	}
 	dir, err := os.MkdirTemp("", "usersd-faults-")
 	if err != nil {

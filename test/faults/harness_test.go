@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,31 +35,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// repoRoot is the module root: the tests run in test/faults.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Clean(filepath.Join(wd, "..", ".."))
-}
-
-// usersdBinary is bin/usersd, which `make build` writes.
-// USERSD_BIN overrides it, e.g. to check that the suite catches a
-// deliberately broken build.
-func usersdBinary(t testing.TB) string {
-	t.Helper()
-	p := os.Getenv("USERSD_BIN")
-	if p == "" {
-		p = filepath.Join(repoRoot(t), "bin", "usersd")
-	}
-	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		t.Fatalf("%s is missing or not executable: run `make build` first (make test-faults does it)", p)
-	}
-	return p
-}
-
 // startUsersd runs bin/usersd on a free loopback port against dbURL with the
 // given extra environment, and waits until it is live and ready.
 // Authentication and the client IP limit are off, on purpose: these tests
@@ -72,7 +46,7 @@ func startUsersd(t testing.TB, dbURL string, env map[string]string) *proctest.Pr
 	t.Helper()
 	full := map[string]string{"HOME": os.Getenv("HOME"), "DATABASE_URL": dbURL, "AUTH_DISABLED": "true", "RATE_LIMIT_IP_RPS": "0"}
 	maps.Copy(full, env)
-	return proctest.Start(t, usersdBinary(t), full,
+	return proctest.Start(t, proctest.Binary(t), full,
 		proctest.WaitReady(),
 		proctest.StopGracefully(25*time.Second),
 		proctest.CheckOutput(checkUsersdOutput))
