@@ -4,7 +4,7 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 BUF      := $(TOOL) buf
 NODE_BIN := web-client/node_modules/.bin
 
-.PHONY: run token test test-go test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
+.PHONY: run token check test test-go test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
 
 ## run: start usersd on :8000 with a local PostgreSQL in .devdb/ (or DATABASE_URL)
 ## and the development OpenID issuer on DEV_ISSUER_ADDR (unless AUTH_ISSUER is set)
@@ -19,6 +19,11 @@ SUB   ?= dev-user
 token:
 	@mkdir -p bin && $(GO) build -o bin/devissuer ./cmd/devissuer
 	@bin/devissuer token -addr "$(DEV_ISSUER_ADDR)" -scope "$(SCOPE)" -sub "$(SUB)"
+
+## check: the fast loop: lint, then every Go test that needs no PostgreSQL
+## (-tags nodb leaves out the test files that do); no database is started
+check: lint
+	$(GO) test -race -count=1 -tags nodb ./...
 
 ## test: every test suite, against one throwaway PostgreSQL (or TEST_DATABASE_URL)
 test: build web

@@ -3,6 +3,8 @@ package auth
 import (
 	"sync"
 	"time"
+
+	"github.com/acme/usersd/users"
 )
 
 // Bounds of the verified-token cache.
@@ -20,7 +22,7 @@ type tokenCache struct {
 }
 
 type cacheEntry struct {
-	p     *Principal
+	p     *users.Principal
 	until time.Time // the token's exp plus the leeway
 }
 
@@ -28,7 +30,7 @@ func newTokenCache() *tokenCache {
 	return &tokenCache{entries: make(map[string]cacheEntry)}
 }
 
-func (c *tokenCache) get(token string, now time.Time) (*Principal, bool) {
+func (c *tokenCache) get(token string, now time.Time) (*users.Principal, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[token]
 	c.mu.RUnlock()
@@ -38,7 +40,7 @@ func (c *tokenCache) get(token string, now time.Time) (*Principal, bool) {
 	return e.p, true
 }
 
-func (c *tokenCache) put(token string, p *Principal, until time.Time, now time.Time) {
+func (c *tokenCache) put(token string, p *users.Principal, until time.Time, now time.Time) {
 	if len(token) > cacheMaxTokenLen {
 		return
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/acme/usersd/users"
 )
 
 const (
@@ -147,7 +149,7 @@ func (v *Verifier) Ready() bool { return v.keys.Load() != nil }
 // Verify returns the principal of a valid token. A token that fails any
 // check is a *TokenError; before the keys are known it is ErrUnavailable.
 // Verified tokens are remembered until they expire.
-func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error) {
+func (v *Verifier) Verify(ctx context.Context, token string) (*users.Principal, error) {
 	now := v.cfg.Now()
 	if p, ok := v.cache.get(token, now); ok {
 		return p, nil
@@ -166,7 +168,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if c.Subject == "" {
 		return nil, &TokenError{Reason: "invalid bearer token: it has no subject (sub)"}
 	}
-	p := &Principal{Subject: c.Subject, Scopes: c.scopes()}
+	p := &users.Principal{Subject: c.Subject, Scopes: c.scopes()}
 	v.cache.put(token, p, c.ExpiresAt.Add(Leeway), now)
 	return p, nil
 }

@@ -15,11 +15,15 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
-// Mail is one plain-text message.
+// Mail is one plain-text message about one user.
 type Mail struct {
 	To, Subject, Body string
+	Kind              string    // what the mail is, such as "welcome": safe to log
+	UserID            uuid.UUID // the user it is about: safe to log
 }
 
 // Mailer delivers mail. An error wrapping ErrPermanent will not succeed on a
@@ -33,7 +37,8 @@ var ErrPermanent = errors.New("permanent delivery failure")
 
 // NewMailer returns an SMTP mailer for smtpURL (smtp://user:pass@host:port,
 // STARTTLS when offered; smtps:// for implicit TLS), or, when smtpURL is
-// empty, a mailer that writes each mail to the log.
+// empty, the development mailer, which sends nothing and logs that it did
+// not.
 func NewMailer(smtpURL, from string, log *slog.Logger) (Mailer, error) {
 	if smtpURL == "" {
 		return &LogMailer{Log: log}, nil
@@ -70,12 +75,15 @@ func NewMailer(smtpURL, from string, log *slog.Logger) (Mailer, error) {
 	return m, nil
 }
 
-// LogMailer writes mail to the structured log instead of sending it.
+// LogMailer is the mailer for development, without an SMTP server: it
+// logs that a mail would have gone out, naming the user by id only. The
+// address, the subject line (which holds the name) and the body are
+// personal data and never reach the log.
 type LogMailer struct{ Log *slog.Logger }
 
-// Send logs m.
+// Send logs that m was not sent.
 func (l *LogMailer) Send(ctx context.Context, m Mail) error {
-	l.Log.InfoContext(ctx, "welcome mail", "to", m.To, "subject", m.Subject, "body", m.Body)
+	l.Log.InfoContext(ctx, "mail not sent: no SMTP_URL (development mailer)", "kind", m.Kind, "user_id", m.UserID)
 	return nil
 }
 

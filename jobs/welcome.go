@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 // WelcomeArgs is the welcome_email job: mail user UserID once.
@@ -33,9 +34,9 @@ func (WelcomeArgs) Kind() string { return "welcome_email" }
 // so an erased user is never mailed.
 func WelcomeHooks(client *river.Client[pgx.Tx]) store.Hooks {
 	return store.Hooks{
-		OnCreate: func(ctx context.Context, tx pgx.Tx, users []store.User) error {
-			jobs := make([]river.InsertManyParams, len(users))
-			for i, u := range users {
+		OnCreate: func(ctx context.Context, tx pgx.Tx, created []users.User) error {
+			jobs := make([]river.InsertManyParams, len(created))
+			for i, u := range created {
 				jobs[i] = river.InsertManyParams{Args: WelcomeArgs{UserID: u.ID}}
 			}
 			if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
@@ -82,7 +83,7 @@ func (w *WelcomeWorker) Timeout(*river.Job[WelcomeArgs]) time.Duration { return 
 // with backoff; a permanent rejection cancels the job.
 func (w *WelcomeWorker) Work(ctx context.Context, job *river.Job[WelcomeArgs]) error {
 	u, welcomed, err := w.Users.GetForWelcome(ctx, job.Args.UserID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, users.ErrNotFound) {
 		// Deleted (erased) since the job was queued: nobody to mail.
 		w.Log.InfoContext(ctx, "welcome mail not sent: the user was deleted", "user_id", job.Args.UserID, "job_id", job.ID)
 		return nil
@@ -111,8 +112,10 @@ func (w *WelcomeWorker) Work(ctx context.Context, job *river.Job[WelcomeArgs]) e
 }
 
 // WelcomeMail is the mail a new user receives.
-func WelcomeMail(u store.User) Mail {
+func WelcomeMail(u users.User) Mail {
 	return Mail{
+		Kind:    "welcome",
+		UserID:  u.ID,
 		To:      u.Email,
 		Subject: "Welcome, " + u.FullName,
 		Body: "Hello " + u.FullName + ",\n\n" +

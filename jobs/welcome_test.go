@@ -1,3 +1,5 @@
+//go:build !nodb
+
 package jobs_test
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/acme/usersd/internal/smtptest"
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -115,7 +118,7 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 	ctx := t.Context()
 	// Check from inside the user's transaction that its job is there.
 	var checked bool
-	users := store.NewUsers(e.db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, created []store.User) error {
+	st := store.NewUsers(e.db, store.Hooks{OnCreate: func(ctx context.Context, tx pgx.Tx, created []users.User) error {
 		if err := jobs.WelcomeHooks(e.client).OnCreate(ctx, tx, created); err != nil {
 			return err
 		}
@@ -125,7 +128,7 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 		checked = true
 		return nil
 	}})
-	if _, err := users.Create(ctx, store.NewUser{Email: "tx@example.com", FullName: "Tx User"}); err != nil {
+	if _, err := st.Create(ctx, users.NewUser{Email: "tx@example.com", FullName: "Tx User"}); err != nil {
 		t.Fatal(err)
 	}
 	if !checked {
@@ -135,13 +138,13 @@ func TestJobInsertedInUserTransaction(t *testing.T) {
 		t.Fatalf("jobs = %d, want 1", n)
 	}
 	// A duplicate email rolls back, job included.
-	if _, err := e.users.Create(ctx, store.NewUser{Email: "TX@example.com", FullName: "Again"}); !errors.Is(err, store.ErrEmailTaken) {
+	if _, err := e.users.Create(ctx, users.NewUser{Email: "TX@example.com", FullName: "Again"}); !errors.Is(err, users.ErrEmailTaken) {
 		t.Fatalf("duplicate: %v", err)
 	}
 	// A cancelled request inserts nothing either.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := e.users.Create(cctx, store.NewUser{Email: "cancelled@example.com", FullName: "Cancelled"}); err == nil {
+	if _, err := e.users.Create(cctx, users.NewUser{Email: "cancelled@example.com", FullName: "Cancelled"}); err == nil {
 		t.Fatal("create with a cancelled context succeeded")
 	}
 	if n := e.jobCount(t); n != 1 {
@@ -172,7 +175,7 @@ func assertOneJobPerUser(t *testing.T, db *store.DB) {
 func TestWelcomeMailDelivered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, true)
-	u, err := e.users.Create(t.Context(), store.NewUser{Email: "grace@example.com", FullName: "Grace Hopper"})
+	u, err := e.users.Create(t.Context(), users.NewUser{Email: "grace@example.com", FullName: "Grace Hopper"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +200,7 @@ func TestTemporaryFailuresRetried(t *testing.T) {
 	t.Parallel()
 	e := setup(t, true)
 	e.smtp.Reply(451, 451)
-	if _, err := e.users.Create(t.Context(), store.NewUser{Email: "retry@example.com", FullName: "Retry Me"}); err != nil {
+	if _, err := e.users.Create(t.Context(), users.NewUser{Email: "retry@example.com", FullName: "Retry Me"}); err != nil {
 		t.Fatal(err)
 	}
 	ev := e.waitFor(t, river.EventKindJobCompleted)
@@ -216,7 +219,7 @@ func TestPermanentRejectionCancels(t *testing.T) {
 	t.Parallel()
 	e := setup(t, true)
 	e.smtp.Reply(550)
-	if _, err := e.users.Create(t.Context(), store.NewUser{Email: "nobody@example.com", FullName: "Nobody"}); err != nil {
+	if _, err := e.users.Create(t.Context(), users.NewUser{Email: "nobody@example.com", FullName: "Nobody"}); err != nil {
 		t.Fatal(err)
 	}
 	ev := e.waitFor(t, river.EventKindJobCancelled)
@@ -232,7 +235,7 @@ func TestRecordedSendNotRepeated(t *testing.T) {
 	t.Parallel()
 	e := setup(t, false)
 	ctx := t.Context()
-	u, err := e.users.Create(ctx, store.NewUser{Email: "once@example.com", FullName: "Once"})
+	u, err := e.users.Create(ctx, users.NewUser{Email: "once@example.com", FullName: "Once"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,15 +272,15 @@ func TestDeleteBeforeWelcomeSendsNoMail(t *testing.T) {
 	t.Parallel()
 	e := setup(t, false)
 	ctx := t.Context()
-	doomed, err := e.users.Create(ctx, store.NewUser{Email: "doomed@example.com", FullName: "Doomed"})
+	doomed, err := e.users.Create(ctx, users.NewUser{Email: "doomed@example.com", FullName: "Doomed"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept, err := e.users.Create(ctx, store.NewUser{Email: "kept@example.com", FullName: "Kept"})
+	kept, err := e.users.Create(ctx, users.NewUser{Email: "kept@example.com", FullName: "Kept"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.users.Delete(ctx, doomed.ID, store.Guard{}); err != nil {
+	if err := e.users.Delete(ctx, doomed.ID, users.Guard{}); err != nil {
 		t.Fatal(err)
 	}
 	jobsOf := func(id uuid.UUID) int {

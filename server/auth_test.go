@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +18,9 @@ import (
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
 
-	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/server"
+	"github.com/acme/usersd/users"
 )
 
 // wantCode checks that err is a *callError with code.
@@ -45,125 +43,11 @@ func wantOK(t *testing.T, what string, err error) {
 	}
 }
 
-// TestPolicyEveryClient walks every row of the policy table, allowed and
-// refused, through all seven clients.
-func TestPolicyEveryClient(t *testing.T) {
-	t.Parallel()
-	ts := setup(t, setupOpts{})
-	for _, name := range slices.Sorted(maps.Keys(clients(t, ts))) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			as := func(sub string, scopes ...string) apiClient {
-				return clientsAs(t, ts, ts.Issuer.Token(sub+"-"+name, scopes...))[name]
-			}
-			admin := clientsAs(t, ts, ts.Admin)[name]
-			reader := as("reader", server.ScopeRead)
-			writer := as("writer", server.ScopeWrite)
-			nobody := as("nobody") // a valid token without scopes
-			anon := clientsAs(t, ts, "")[name]
-			create := func(c apiClient, local string) (*usersv1.User, error) {
-				return c.create(ctx, &usersv1.CreateUserRequest{Email: local + "+" + name + "@example.com", FullName: local})
-			}
-
-			// CreateUser: users:write creates any user, unbound.
-			other, err := create(admin, "other")
-			if err != nil {
-				t.Fatalf("admin create: %v", err)
-			}
-			w, err := create(writer, "written")
-			wantOK(t, "create with users:write", err)
-
-			// GetUser: users:read reads anyone; without it only one's own.
-			_, err = reader.get(ctx, other.Id)
-			wantOK(t, "get with users:read", err)
-			if w != nil {
-				_, err = writer.get(ctx, w.Id)
-				wantCode(t, "get of a user created (not owned) without users:read", err, connect.CodePermissionDenied)
-			}
-			_, err = nobody.get(ctx, other.Id)
-			wantCode(t, "get of someone else's user", err, connect.CodePermissionDenied)
-			_, err = nobody.get(ctx, uuid.Must(uuid.NewV7()).String())
-			wantCode(t, "get of an unknown id without users:read", err, connect.CodePermissionDenied)
-			_, err = admin.get(ctx, uuid.Must(uuid.NewV7()).String())
-			wantCode(t, "get of an unknown id with users:read", err, connect.CodeNotFound)
-
-			// Self sign-up: without users:write, one user bound to the subject.
-			own, err := create(nobody, "self")
-			if err != nil {
-				t.Fatalf("self sign-up: %v", err)
-			}
-			got, err := nobody.get(ctx, own.Id)
-			wantOK(t, "get of one's own user", err)
-			if got != nil && got.Email != own.Email {
-				t.Errorf("own user = %v, want %v", got, own)
-			}
-			_, err = create(nobody, "self-again")
-			wantCode(t, "a second self sign-up", err, connect.CodeAlreadyExists)
-			_, err = create(reader, "reader-self")
-			wantOK(t, "self sign-up with users:read only", err)
-			_, err = create(reader, "reader-self-again")
-			wantCode(t, "a second self sign-up with users:read only", err, connect.CodeAlreadyExists)
-			_, err = admin.get(ctx, own.Id)
-			wantOK(t, "admin get of a self-signed-up user", err)
-
-			// UpdateUser and DeleteUser: users:write, or one's own user.
-			rename := func(c apiClient, id, name string) error {
-				_, err := c.update(ctx, &usersv1.UpdateUserRequest{User: &usersv1.User{Id: id, FullName: name}})
-				return err
-			}
-			wantOK(t, "update of one's own user without scopes", rename(nobody, own.Id, "Own"))
-			wantCode(t, "update of someone else's user without users:write", rename(nobody, other.Id, "Mine now"), connect.CodePermissionDenied)
-			wantCode(t, "update of an unknown id without users:write", rename(nobody, uuid.Must(uuid.NewV7()).String(), "Ghost"), connect.CodePermissionDenied)
-			wantCode(t, "update with users:read only", rename(reader, other.Id, "Read only"), connect.CodePermissionDenied)
-			wantOK(t, "update with users:write", rename(writer, other.Id, "Written"))
-			wantCode(t, "update without a token", rename(anon, other.Id, "Anon"), connect.CodeUnauthenticated)
-			wantCode(t, "delete of someone else's user without users:write", nobody.remove(ctx, other.Id, ""), connect.CodePermissionDenied)
-			wantCode(t, "delete without a token", anon.remove(ctx, other.Id, ""), connect.CodeUnauthenticated)
-			if w != nil {
-				wantCode(t, "delete with users:read only", reader.remove(ctx, w.Id, ""), connect.CodePermissionDenied)
-				wantOK(t, "delete with users:write", writer.remove(ctx, w.Id, ""))
-			}
-			selfDel, err := create(as("leaver"), "leaver")
-			if err != nil {
-				t.Fatalf("self sign-up: %v", err)
-			}
-			wantOK(t, "delete of one's own user without scopes", as("leaver").remove(ctx, selfDel.Id, ""))
-			_, err = as("leaver").get(ctx, selfDel.Id)
-			wantCode(t, "get of one's own deleted user without users:read", err, connect.CodePermissionDenied)
-
-			// The email filter: users:read.
-			_, err = reader.byEmail(ctx, own.Email)
-			wantOK(t, "find by email with users:read", err)
-			_, err = nobody.byEmail(ctx, own.Email)
-			wantCode(t, "find by email without users:read, even one's own", err, connect.CodePermissionDenied)
-
-			// ListUsers: users:read only.
-			_, err = reader.list(ctx, 1, "")
-			wantOK(t, "list with users:read", err)
-			_, err = writer.list(ctx, 1, "")
-			wantCode(t, "list with users:write only", err, connect.CodePermissionDenied)
-			_, err = nobody.list(ctx, 1, "")
-			wantCode(t, "list without scopes", err, connect.CodePermissionDenied)
-
-			// No token: unauthenticated before anything else, even bad input.
-			_, err = create(anon, "anon")
-			wantCode(t, "create without a token", err, connect.CodeUnauthenticated)
-			_, err = anon.get(ctx, other.Id)
-			wantCode(t, "get without a token", err, connect.CodeUnauthenticated)
-			_, err = anon.get(ctx, "not-a-uuid")
-			wantCode(t, "get of a malformed id without a token", err, connect.CodeUnauthenticated)
-			_, err = anon.list(ctx, 1, "")
-			wantCode(t, "list without a token", err, connect.CodeUnauthenticated)
-		})
-	}
-}
-
 // TestBadTokensEveryProtocol sends each kind of bad token through every
 // client: all unauthenticated, none quoted back.
 func TestBadTokensEveryProtocol(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{})
+	ts := setup(t, setupOpts{memory: true})
 	id := uuid.Must(uuid.NewV7()).String()
 	for kind, token := range devissuer.BadTokens(ts.Issuer) {
 		if token == "" {
@@ -187,7 +71,7 @@ func TestBadTokensEveryProtocol(t *testing.T) {
 // body and headers, on REST, Connect and gRPC.
 func TestAuthWireDetails(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{})
+	ts := setup(t, setupOpts{memory: true})
 	hc := h2cClient(t)
 	nobody := ts.Issuer.Token("wire-nobody")
 	forged := devissuer.BadTokens(ts.Issuer)["bad signature"]
@@ -252,7 +136,7 @@ func TestAuthWireDetails(t *testing.T) {
 // and once the issuer answers the background retry loads its keys.
 func TestAuthUnavailableUntilKeysLoad(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{issuerOff: true})
+	ts := setup(t, setupOpts{memory: true, issuerOff: true})
 	hc := h2cClient(t)
 	for name, c := range clients(t, ts) {
 		_, err := c.list(t.Context(), 1, "")
@@ -288,7 +172,7 @@ func TestAuthUnavailableUntilKeysLoad(t *testing.T) {
 // on every client.
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{})
+	ts := setup(t, setupOpts{memory: true})
 	for name, c := range clients(t, ts) {
 		_, err := c.list(t.Context(), 1, "")
 		wantOK(t, name+" before the rotation", err)
@@ -298,7 +182,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.Issuer.Rotate(next)
-	rotated := ts.Issuer.Token("after-rotation", server.ScopeRead)
+	rotated := ts.Issuer.Token("after-rotation", users.ScopeRead)
 	for name, c := range clientsAs(t, ts, rotated) {
 		_, err := c.list(t.Context(), 1, "")
 		wantOK(t, name+" with a token signed by the new key", err)
@@ -313,7 +197,7 @@ func TestKeyRotation(t *testing.T) {
 // key ids get 401 and fetch the JWKS at most once more.
 func TestUnknownKIDFloodOverHTTP(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{})
+	ts := setup(t, setupOpts{memory: true})
 	hc := h2cClient(t)
 	before := ts.Issuer.JWKSFetches()
 	stranger, err := devissuer.NewKey("RS256")
@@ -324,7 +208,7 @@ func TestUnknownKIDFloodOverHTTP(t *testing.T) {
 	var wrong atomic.Int64
 	for i := range 300 {
 		k := &devissuer.Key{ID: fmt.Sprintf("forged-%d", i), Alg: stranger.Alg, Private: stranger.Private}
-		token := ts.Issuer.Sign(ts.Issuer.Claims("mallory", []string{server.ScopeRead}, time.Hour), k)
+		token := ts.Issuer.Sign(ts.Issuer.Claims("mallory", []string{users.ScopeRead}, time.Hour), k)
 		wg.Go(func() {
 			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/users?page_size=1", nil)
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -353,7 +237,7 @@ func TestUnknownKIDFloodOverHTTP(t *testing.T) {
 func TestRateLimits(t *testing.T) {
 	t.Parallel()
 	// One request a second with a burst of two: easy to exhaust, quick to refill.
-	ts := setup(t, setupOpts{opts: server.Options{RateLimitRPS: 1, RateLimitIPRPS: 1}})
+	ts := setup(t, setupOpts{memory: true, opts: server.Options{RateLimitRPS: 1, RateLimitIPRPS: 1}})
 	hc := h2cClient(t)
 	call := func(token string) *http.Response {
 		t.Helper()
@@ -378,7 +262,7 @@ func TestRateLimits(t *testing.T) {
 	}
 
 	t.Run("per principal", func(t *testing.T) {
-		token := ts.Issuer.Token("limited", server.ScopeRead)
+		token := ts.Issuer.Token("limited", users.ScopeRead)
 		for i := range 2 {
 			if resp := call(token); resp.StatusCode != 200 {
 				t.Fatalf("call %d of the burst: %d", i+1, resp.StatusCode)
@@ -416,7 +300,7 @@ func TestRateLimits(t *testing.T) {
 			t.Fatalf("over the IP's limit: %d, want 429", resp.StatusCode)
 		}
 		// Valid tokens are limited by principal, not by IP.
-		if got := call(ts.Issuer.Token("other-principal", server.ScopeRead)); got.StatusCode != 200 {
+		if got := call(ts.Issuer.Token("other-principal", users.ScopeRead)); got.StatusCode != 200 {
 			t.Errorf("a valid token from the same IP: %d, want 200", got.StatusCode)
 		}
 		// Health, liveness and metrics are never limited.
@@ -442,7 +326,7 @@ func TestResponseHardening(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><title>usersd</title>"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ts := setup(t, setupOpts{opts: server.Options{WebDir: dir, WebAuth: server.WebAuth{ClientID: "usersd-web", Scope: "openid users:read"}}})
+	ts := setup(t, setupOpts{memory: true, opts: server.Options{WebDir: dir, WebAuth: server.WebAuth{ClientID: "usersd-web", Scope: "openid users:read"}}})
 	hc := h2cClient(t)
 	get := func(path, token string) *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,9 @@ func (e *callError) Error() string { return fmt.Sprintf("%v (field %q): %s", e.c
 
 // clients returns the seven clients of the table tests, all on ts, with
 // ts's admin token.
+// clientNames are the keys of what clients returns.
+var clientNames = []string{"connect-get", "connect-json", "connect-proto", "grpc", "grpc-go", "grpc-web", "rest"}
+
 func clients(t *testing.T, ts *testServer) map[string]apiClient {
 	return clientsAs(t, ts, ts.Admin)
 }
@@ -66,7 +71,7 @@ func clientsAs(t *testing.T, ts *testServer, token string) map[string]apiClient 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return map[string]apiClient{
+	all := map[string]apiClient{
 		"connect-json":  connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL, connect.WithProtoJSON())},
 		"connect-proto": connectClient{usersv1connect.NewUserServiceClient(h2, ts.URL)},
 		"connect-get":   connectClient{usersv1connect.NewUserServiceClient(h1, ts.URL, connect.WithHTTPGet(), connect.WithProtoJSON())},
@@ -75,6 +80,10 @@ func clientsAs(t *testing.T, ts *testServer, token string) map[string]apiClient 
 		"grpc-go":       grpcClient{conn},
 		"rest":          restClient{h1, ts.URL, openAPIValidator(t)},
 	}
+	if got := slices.Sorted(maps.Keys(all)); !slices.Equal(got, clientNames) {
+		t.Fatalf("clients %v, but clientNames lists %v", got, clientNames)
+	}
+	return all
 }
 
 // bearerCreds sends a bearer token with every grpc-go call, over cleartext
@@ -228,7 +237,7 @@ type restClient struct {
 	openAPI *openAPICheck
 }
 
-// restCodes is DESIGN.md's error table read backwards: REST status and
+// restCodes is the error table (docs/design.md) read backwards: REST status and
 // error name to the Connect code.
 var restCodes = map[string]struct {
 	status int

@@ -2,53 +2,50 @@ package server
 
 import (
 	"context"
+	"log/slog"
 
 	"connectrpc.com/connect"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+	"github.com/acme/usersd/users"
 )
 
-// connectHandler serves UserService over Connect, gRPC and gRPC-Web.
-type connectHandler struct{ svc *service }
+// connectHandler serves UserService over Connect, gRPC and gRPC-Web: each
+// method hands its message to the domain operation of the same name.
+type connectHandler struct {
+	svc *users.Service
+	log *slog.Logger
+}
 
 var _ usersv1connect.UserServiceHandler = (*connectHandler)(nil)
 
 func (h *connectHandler) CreateUser(ctx context.Context, req *connect.Request[usersv1.CreateUserRequest]) (*connect.Response[usersv1.CreateUserResponse], error) {
-	u, err := h.svc.createUser(ctx, req.Msg)
-	if err != nil {
-		return nil, connectError(ctx, h.svc.log, err)
-	}
-	return connect.NewResponse(&usersv1.CreateUserResponse{User: u}), nil
+	return unary(ctx, h.log, req, h.svc.CreateUser)
 }
 
 func (h *connectHandler) GetUser(ctx context.Context, req *connect.Request[usersv1.GetUserRequest]) (*connect.Response[usersv1.GetUserResponse], error) {
-	u, err := h.svc.getUser(ctx, req.Msg)
-	if err != nil {
-		return nil, connectError(ctx, h.svc.log, err)
-	}
-	return connect.NewResponse(&usersv1.GetUserResponse{User: u}), nil
+	return unary(ctx, h.log, req, h.svc.GetUser)
 }
 
 func (h *connectHandler) ListUsers(ctx context.Context, req *connect.Request[usersv1.ListUsersRequest]) (*connect.Response[usersv1.ListUsersResponse], error) {
-	resp, err := h.svc.listUsers(ctx, req.Msg)
-	if err != nil {
-		return nil, connectError(ctx, h.svc.log, err)
-	}
-	return connect.NewResponse(resp), nil
+	return unary(ctx, h.log, req, h.svc.ListUsers)
 }
 
 func (h *connectHandler) UpdateUser(ctx context.Context, req *connect.Request[usersv1.UpdateUserRequest]) (*connect.Response[usersv1.UpdateUserResponse], error) {
-	u, err := h.svc.updateUser(ctx, req.Msg)
-	if err != nil {
-		return nil, connectError(ctx, h.svc.log, err)
-	}
-	return connect.NewResponse(&usersv1.UpdateUserResponse{User: u}), nil
+	return unary(ctx, h.log, req, h.svc.UpdateUser)
 }
 
 func (h *connectHandler) DeleteUser(ctx context.Context, req *connect.Request[usersv1.DeleteUserRequest]) (*connect.Response[usersv1.DeleteUserResponse], error) {
-	if err := h.svc.deleteUser(ctx, req.Msg); err != nil {
-		return nil, connectError(ctx, h.svc.log, err)
+	return unary(ctx, h.log, req, h.svc.DeleteUser)
+}
+
+// unary runs one domain operation for a unary RPC and maps its error by
+// the error table.
+func unary[Req, Res any](ctx context.Context, log *slog.Logger, req *connect.Request[Req], op func(context.Context, *Req) (*Res, error)) (*connect.Response[Res], error) {
+	res, err := op(ctx, req.Msg)
+	if err != nil {
+		return nil, connectError(ctx, log, err)
 	}
-	return connect.NewResponse(&usersv1.DeleteUserResponse{}), nil
+	return connect.NewResponse(res), nil
 }

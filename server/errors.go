@@ -10,7 +10,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/acme/usersd/auth"
-	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 // errTooLarge is a request body over its limit.
@@ -24,7 +24,7 @@ type wireError struct {
 	message string // fixed client message; empty means the error's own text, which must be safe to show
 }
 
-// The error table of DESIGN.md, in one place.
+// The error table (docs/design.md), in one place.
 var (
 	errInvalid     = wireError{connect.CodeInvalidArgument, http.StatusBadRequest, "validation", ""}
 	errNotFound    = wireError{connect.CodeNotFound, http.StatusNotFound, "not_found", "user not found"}
@@ -47,21 +47,21 @@ var (
 // never reaches the client.
 func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string) {
 	var w wireError
-	var fe *FieldError
+	var fe *users.FieldError
 	switch {
 	case errors.As(err, &fe):
 		return errInvalid, fe.Error()
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, users.ErrNotFound):
 		w = errNotFound
-	case errors.Is(err, store.ErrEmailTaken):
+	case errors.Is(err, users.ErrEmailTaken):
 		w = errConflict
-	case errors.Is(err, store.ErrSubjectTaken):
+	case errors.Is(err, users.ErrSubjectTaken):
 		w = errHasUser
-	case errors.Is(err, store.ErrStale):
+	case errors.Is(err, users.ErrStale):
 		w = errStale
 	case isType[*auth.TokenError](err):
 		w = errUnauth
-	case isType[*deniedError](err):
+	case isType[*users.DeniedError](err):
 		w = errForbidden
 	case isType[*rateLimitError](err):
 		w = errRateLimited
@@ -73,7 +73,7 @@ func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string
 		w = errTimeout
 	case errors.Is(err, context.Canceled):
 		w = errCanceled
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, users.ErrUnavailable):
 		w = errUnavailable
 		log.WarnContext(ctx, "database unavailable", "err", err)
 	default:
@@ -99,7 +99,7 @@ func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Err
 	w, msg := toWire(ctx, log, err)
 	ce := connect.NewError(w.code, errors.New(msg))
 	errorHeaders(err, ce.Meta().Set)
-	if fe, ok := errors.AsType[*FieldError](err); ok {
+	if fe, ok := errors.AsType[*users.FieldError](err); ok {
 		if d, derr := connect.NewErrorDetail(&errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Message}},
 		}); derr == nil {

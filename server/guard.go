@@ -13,73 +13,56 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/acme/usersd/auth"
+	"github.com/acme/usersd/users"
 )
 
-// guard admits requests to the handlers behind it: authentication, then
-// the rate limits, then the policy table, all before any handler reads the
-// request body. Public routes pass untouched. Refusals go out in the
-// request's own protocol: connectrpc.com/authn writes them for Connect, gRPC
-// and gRPC-Web; the REST shim gets its JSON error body.
+// guard admits requests to the handlers behind it: it finds the request's
+// rule, then authenticates, applies the rate limits and decides the
+// grant, all before any handler reads the request body. Public routes pass
+// untouched. An admitted request carries its principal (auth.FromContext)
+// and its grant (users.WithGrant) in context values of their own, which
+// the domain obeys. Refusals go out in the request's own protocol: a
+// Connect error for Connect, gRPC and gRPC-Web, the REST shim's JSON for
+// everything else.
 type guard struct {
-	verifier *auth.Verifier // nil: authentication is off (AUTH_DISABLED)
-	policy   *policyTable
+	routes   *routeTable
+	verifier *auth.Verifier            // nil: authentication is off (AUTH_DISABLED)
 	byUser   *keyedLimiter[string]     // per principal
 	byIP     *keyedLimiter[netip.Addr] // per client IP, for requests without a valid token
 	trusted  []netip.Prefix            // proxies whose X-Forwarded-For is believed
 	log      *slog.Logger
-
-	next http.Handler
-	rpc  http.Handler // next behind authn's middleware
-}
-
-func newGuard(next http.Handler, g *guard, handlerOpts []connect.HandlerOption) *guard {
-	g.next = next
-	g.rpc = authn.NewMiddleware(g.authenticateRPC, handlerOpts...).Wrap(next)
-	return g
+	rpcErrs  *connect.ErrorWriter
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a := accessOf(r.Context())
-	a.route, a.rule = g.policy.lookup(r)
-	if a.rule != nil && a.rule.public {
-		a.grant = grantAll
-		g.next.ServeHTTP(w, r)
+	ctx := r.Context()
+	rl, rpc, endpoint := g.routes.lookup(r)
+	noteEndpoint(ctx, endpoint)
+	if rl != nil && rl.Public {
+		g.routes.mux.ServeHTTP(w, r)
 		return
 	}
-	if isRPC(r) {
-		g.rpc.ServeHTTP(w, r)
-		return
-	}
-	p, err := g.admit(r.Context(), r)
+	p, grant, err := g.admit(ctx, r, rl)
 	if err != nil {
+		if rpc {
+			ce := connectError(ctx, g.log, err)
+			setOutcome(ctx, ce.Code().String())
+			_ = g.rpcErrs.Write(w, r, ce)
+			return
+		}
 		writeRESTError(w, r, g.log, err)
 		return
 	}
+	ctx = users.WithGrant(ctx, grant)
 	if p != nil {
-		r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		ctx = auth.WithPrincipal(ctx, p)
 	}
-	g.next.ServeHTTP(w, r)
+	g.routes.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// authenticateRPC is admit as an authn.AuthFunc: errors as Connect errors,
-// and no info (rather than a typed nil) when authentication is off.
-func (g *guard) authenticateRPC(ctx context.Context, r *http.Request) (any, error) {
-	p, err := g.admit(ctx, r)
-	if err != nil {
-		ce := connectError(ctx, g.log, err)
-		setOutcome(ctx, ce.Code().String())
-		return nil, ce
-	}
-	if p == nil {
-		return nil, nil
-	}
-	return p, nil
-}
-
-// admit authenticates r, applies the rate limits and the policy, and
-// records the subject and the grant in the access record.
-func (g *guard) admit(ctx context.Context, r *http.Request) (*auth.Principal, error) {
-	a := accessOf(ctx)
+// admit authenticates r, applies the rate limits, and decides what rule
+// rl grants the caller.
+func (g *guard) admit(ctx context.Context, r *http.Request, rl *users.Rule) (*users.Principal, users.Grant, error) {
 	now := time.Now()
 	p, err := g.authenticate(ctx, r)
 	if err != nil || p == nil {
@@ -87,29 +70,25 @@ func (g *guard) admit(ctx context.Context, r *http.Request) (*auth.Principal, er
 		// when there is one.
 		if g.byIP != nil {
 			if ok, wait := g.byIP.allow(clientIP(r, g.trusted), now); !ok {
-				return nil, &rateLimitError{wait}
+				return nil, users.Grant{}, &rateLimitError{wait}
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, users.Grant{}, err
 		}
 	} else {
-		a.subject = p.Subject
+		noteSubject(ctx, p.Subject)
 		if ok, wait := g.byUser.allow(p.Subject, now); !ok {
-			return nil, &rateLimitError{wait}
+			return nil, users.Grant{}, &rateLimitError{wait}
 		}
 	}
-	gr, err := decide(a.rule, p)
-	if err != nil {
-		return nil, err
-	}
-	a.grant = gr
-	return p, nil
+	grant, err := users.Decide(rl, p)
+	return p, grant, err
 }
 
 // authenticate returns the caller's principal, nil when authentication is
 // off.
-func (g *guard) authenticate(ctx context.Context, r *http.Request) (*auth.Principal, error) {
+func (g *guard) authenticate(ctx context.Context, r *http.Request) (*users.Principal, error) {
 	if g.verifier == nil {
 		return nil, nil
 	}
@@ -118,15 +97,6 @@ func (g *guard) authenticate(ctx context.Context, r *http.Request) (*auth.Princi
 		return nil, auth.ErrNoToken
 	}
 	return g.verifier.Verify(ctx, token)
-}
-
-// accessOf returns the request's access record. The access log middleware
-// puts one in every request's context; a bare one stands in without it.
-func accessOf(ctx context.Context) *access {
-	if a, ok := ctx.Value(accessKey{}).(*access); ok {
-		return a
-	}
-	return &access{}
 }
 
 // errorHeaders are the response headers an error brings: a challenge with

@@ -21,16 +21,18 @@ import (
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/server"
 	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
+	"github.com/acme/usersd/users/userstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testServer is usersd's handler on a real loopback listener speaking
-// HTTP/1.1 and h2c, over a fresh database, with authentication against a
-// development issuer on its own loopback port.
+// HTTP/1.1 and h2c, over a fresh database (or the in-memory store), with
+// authentication against a development issuer on its own loopback port.
 type testServer struct {
 	URL    string
-	DB     *store.DB
+	DB     *store.DB         // nil over the in-memory store
 	Issuer *devissuer.Issuer // nil when authentication is off
 	Admin  string            // a token with users:read and users:write ("" when authentication is off)
 	Logs   *proctest.SyncBuffer
@@ -38,6 +40,7 @@ type testServer struct {
 }
 
 type setupOpts struct {
+	memory    bool           // the in-memory store: the test is about the transport, and needs no PostgreSQL
 	proxy     bool           // route the pool through a TCP proxy that the test can cut
 	authOff   bool           // AUTH_DISABLED, on purpose: the test is about something else
 	issuerOff bool           // the issuer is down when the server starts
@@ -75,23 +78,7 @@ func newVerifier(t *testing.T, iss *devissuer.Issuer, log *slog.Logger) *auth.Ve
 
 func setup(t *testing.T, o setupOpts) *testServer {
 	t.Helper()
-	ctx := context.Background()
-	dbURL := dbtest.URL(t)
 	ts := &testServer{}
-	if o.proxy {
-		ts.proxy = dbtest.NewProxy(t, dbURL)
-		dbURL = ts.proxy.URL
-	}
-	db, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 4, MinConns: 0, AcquireTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.DB = db
-	// An insert-only River client: creates enqueue their welcome job for real.
-	rc, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ts.Logs = &proctest.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(ts.Logs, logtest.Writer(t)), nil))
 	opts := o.opts
@@ -106,11 +93,47 @@ func setup(t *testing.T, o setupOpts) *testServer {
 		ts.Issuer, opts.Verifier = testVerifier(t, log)
 	}
 	if ts.Issuer != nil {
-		ts.Admin = ts.Issuer.Token("admin", server.ScopeRead, server.ScopeWrite)
+		ts.Admin = ts.Issuer.Token("admin", users.ScopeRead, users.ScopeWrite)
 		opts.WebAuth.Issuer = ts.Issuer.URL()
 	}
-	users := store.NewUsers(db, jobs.WelcomeHooks(rc))
-	h := newHandler(t, users, server.NewHealth(db.Ping), opts)
+	var h http.Handler
+	if o.memory {
+		h = newHandler(t, userstest.NewMemory(), okHealth(), opts)
+	} else {
+		ts.DB, ts.proxy = openDB(t, o.proxy)
+		// An insert-only River client: creates enqueue their welcome job for real.
+		rc, err := river.NewClient(riverpgxv5.New(ts.DB.Pool), &river.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = newHandler(t, store.NewUsers(ts.DB, jobs.WelcomeHooks(rc)), server.NewHealth(ts.DB.Ping), opts)
+	}
+	ts.URL = serve(t, h, log)
+	return ts
+}
+
+// openDB opens a small pool on a fresh database, through a TCP proxy the
+// test can cut when proxy is set; it closes when the test ends.
+func openDB(t *testing.T, proxy bool) (*store.DB, *dbtest.Proxy) {
+	t.Helper()
+	dbURL := dbtest.URL(t)
+	var p *dbtest.Proxy
+	if proxy {
+		p = dbtest.NewProxy(t, dbURL)
+		dbURL = p.URL
+	}
+	db, err := store.Open(context.Background(), store.Config{URL: dbURL, MaxConns: 4, MinConns: 0, AcquireTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db, p
+}
+
+// serve runs h on a loopback listener speaking HTTP/1.1 and h2c until the
+// test ends, and returns its base URL.
+func serve(t *testing.T, h http.Handler, log *slog.Logger) string {
+	t.Helper()
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,10 +146,8 @@ func setup(t *testing.T, o setupOpts) *testServer {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		<-done
-		db.Close()
 	})
-	ts.URL = "http://" + ln.Addr().String()
-	return ts
+	return "http://" + ln.Addr().String()
 }
 
 // h2cClient speaks cleartext HTTP/2 with prior knowledge.
@@ -145,11 +166,15 @@ func h1Client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-func newHandler(t *testing.T, users *store.Users, health *server.Health, opts server.Options) http.Handler {
+// newHandler is server.New over st, wired as usersd wires it.
+func newHandler(t *testing.T, st users.Storage, health *server.Health, opts server.Options) http.Handler {
 	t.Helper()
-	h, err := server.New(users, health, opts)
+	h, err := server.New(users.New(st, users.Options{NoteUser: server.NoteUser}), health, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
+
+// okHealth is readiness without a database: always ready.
+func okHealth() *server.Health { return server.NewHealth(func(context.Context) error { return nil }) }

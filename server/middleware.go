@@ -17,9 +17,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// access is the record of one request that the middleware chain, the
-// handlers and the Connect interceptor share through the request context:
-// what its access log line says, and what the guard allowed it.
+// access is the record of one request's access log line, which the
+// layers inside the access middleware fill in through the request context.
+// It only ever describes the request: nothing decides anything by it, and
+// without the access middleware every note is dropped.
 type access struct {
 	protocol  string // connect, grpc, grpcweb, or http
 	procedure string
@@ -27,18 +28,31 @@ type access struct {
 	subject   string    // the authenticated caller; never the token
 	userID    uuid.UUID // the user a call reads or changes by id; never an email
 	span      trace.SpanContext
-
-	route string // the route the guard looked up: mux pattern or procedure
-	rule  *rule  // the policy entry of the route; nil when it has none
-	grant grant  // what the guard allowed
+	endpoint  string // the route the guard looked up: mux pattern or procedure
 }
 
 type accessKey struct{}
 
-func setOutcome(ctx context.Context, outcome string) {
+func noteAccess(ctx context.Context, fill func(*access)) {
 	if a, ok := ctx.Value(accessKey{}).(*access); ok {
-		a.outcome = outcome
+		fill(a)
 	}
+}
+
+func setOutcome(ctx context.Context, outcome string) {
+	noteAccess(ctx, func(a *access) { a.outcome = outcome })
+}
+
+// noteEndpoint records the route the guard found, which the access line
+// and the request metrics are labelled with: the mux sets Pattern only on
+// the request it gets, a copy when the guard added context values.
+func noteEndpoint(ctx context.Context, endpoint string) {
+	noteAccess(ctx, func(a *access) { a.endpoint = endpoint })
+}
+
+// noteSubject records the authenticated caller's subject.
+func noteSubject(ctx context.Context, subject string) {
+	noteAccess(ctx, func(a *access) { a.subject = subject })
 }
 
 // statusWriter records the status code; it keeps Flush and Unwrap
@@ -78,7 +92,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // rpcInterceptor),
 // and turns a panic in a plain HTTP handler into a 500 with the stack in
 // the log.
-func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Handler {
+func withAccessLog(log *slog.Logger, ins *instruments, isRPC func(*http.Request) bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// The record and the writer in one allocation.
@@ -89,10 +103,10 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 		a, sw := &rec.a, &rec.sw
 		outer := r.Context() // without the caller's span: the access line adds the ids itself
 		ctx := outer
-		if !tel.tracing && r.Header.Get("Traceparent") != "" {
+		if !ins.tracing && r.Header.Get("Traceparent") != "" {
 			// No spans, but the caller's trace still reaches our logs and,
 			// through otelriver, the welcome job.
-			ctx = tel.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+			ctx = ins.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
 			a.span = trace.SpanContextFromContext(ctx)
 		}
 		r = r.WithContext(context.WithValue(ctx, accessKey{}, a))
@@ -112,11 +126,9 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 				rpcOutcome(a, r, sw)
 			}
 			elapsed := time.Since(start)
-			// The mux sets Pattern on the request it gets, which is a copy
-			// when the guard added the principal: the guard's record has it.
-			pattern := cmp.Or(r.Pattern, a.route)
+			pattern := cmp.Or(r.Pattern, a.endpoint)
 			if a.procedure == "" && pattern != "" {
-				tel.recordHTTP(r.Context(), pattern, r.Method, sw.status, elapsed.Seconds())
+				ins.recordHTTP(r.Context(), pattern, r.Method, sw.status, elapsed.Seconds())
 			}
 			if !log.Enabled(r.Context(), slog.LevelInfo) {
 				return
@@ -155,7 +167,7 @@ func withAccessLog(log *slog.Logger, tel *telemetry, next http.Handler) http.Han
 // rpcInterceptor applies the server-side deadline (the client's, when it
 // asked for a shorter one), records the RPC's duration by procedure,
 // protocol and code, and fills in the access record.
-func rpcInterceptor(timeout time.Duration, tel *telemetry) connect.UnaryInterceptorFunc {
+func rpcInterceptor(timeout time.Duration, ins *instruments) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
@@ -170,17 +182,14 @@ func rpcInterceptor(timeout time.Duration, tel *telemetry) connect.UnaryIntercep
 				outcome = connect.CodeOf(err).String()
 			}
 			protocol, procedure := req.Peer().Protocol, req.Spec().Procedure
-			tel.recordRPC(ctx, procedure, protocol, outcome, time.Since(start).Seconds())
-			if a, ok := ctx.Value(accessKey{}).(*access); ok {
+			ins.recordRPC(ctx, procedure, protocol, outcome, time.Since(start).Seconds())
+			noteAccess(ctx, func(a *access) {
 				a.span = trace.SpanContextFromContext(ctx)
 				a.protocol, a.procedure, a.outcome = protocol, procedure, outcome
-			}
+			})
 			return resp, err
 		}
 	}
-}
-func isRPC(r *http.Request) bool {
-	return strings.HasPrefix(r.URL.Path, "/users.v1.") || strings.HasPrefix(r.URL.Path, "/grpc.")
 }
 
 // rpcOutcome fills in an access record from the response alone.
@@ -207,12 +216,11 @@ func rpcOutcome(a *access, r *http.Request, w *statusWriter) {
 	}
 }
 
-// noteUser records the id of the user a call is about in its access line
-// and its span: ids, never emails, identify users in logs and traces.
-func noteUser(ctx context.Context, id uuid.UUID) {
-	if a, ok := ctx.Value(accessKey{}).(*access); ok {
-		a.userID = id // formatted only if the access line is written
-	}
+// NoteUser records the id of the user a call is about in its access line
+// and its span: ids, never emails, identify users in logs and traces. It is
+// the users.Options.NoteUser of the service New serves.
+func NoteUser(ctx context.Context, id uuid.UUID) {
+	noteAccess(ctx, func(a *access) { a.userID = id }) // formatted only if the access line is written
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(attribute.String("user.id", id.String()))
 	}

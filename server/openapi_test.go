@@ -102,7 +102,7 @@ func (c *openAPICheck) response(req *http.Request, body []byte, resp *http.Respo
 // TestOpenAPIServed: the document is served without a token, as committed.
 func TestOpenAPIServed(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{})
+	ts := setup(t, setupOpts{memory: true})
 	resp, err := h1Client(t).Get(ts.URL + "/openapi.json")
 	if err != nil {
 		t.Fatal(err)

@@ -1,190 +1,129 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
 
-	"connectrpc.com/grpchealth"
-	"connectrpc.com/grpcreflect"
-
-	"github.com/acme/usersd/auth"
-	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+	usersv1 "github.com/acme/usersd/gen/users/v1"
+	"github.com/acme/usersd/users"
 )
 
-// Scopes a token can grant.
-const (
-	ScopeRead  = "users:read"
-	ScopeWrite = "users:write"
+// procedureRules is the policy keyed by procedure: users.Policy, whose
+// rows are the methods of UserService, under their full procedure names.
+// The REST routes look their rule up here by the procedure they serve, so
+// an RPC and its REST route cannot disagree.
+func procedureRules() map[string]*users.Rule {
+	svc := usersv1.File_users_v1_users_proto.Services().ByName("UserService")
+	rules := make(map[string]*users.Rule, len(users.Policy))
+	for method, rl := range users.Policy {
+		rules["/"+string(svc.FullName())+"/"+method] = &rl
+	}
+	return rules
+}
+
+// Rules of the routes that are not operations of the users service.
+var (
+	public        = &users.Rule{Public: true}        // health, reflection, metrics, the page, the OpenAPI document
+	authenticated = &users.Rule{Authenticated: true} // any valid token: methods a REST path does not take (405)
 )
 
-// rule says who may make one call. The zero rule allows nobody.
-type rule struct {
-	public bool   // no token needed, and never rate limited
-	scope  string // a token with this scope may make the call
-	self   bool   // without the scope, a token may make it on its own user (bound by subject)
-	anyone bool   // any valid token (routes that only answer 405)
+// route is what the guard knows of a mux pattern before the request
+// reaches it.
+type route struct {
+	rule *users.Rule // nil: a Connect service whose rules are per procedure
+	rpc  bool        // a Connect, gRPC and gRPC-Web service
 }
 
-// policy is the authorization table, the one place that says who may call
-// what: RPCs by procedure, everything else by its mux pattern. A route or
-// procedure missing from it is refused (New will not even register one).
-// TestPolicyCoversEveryRoute walks the generated service descriptor and
-// the mux to keep it complete.
-var policy = map[string]rule{
-	usersv1connect.UserServiceCreateUserProcedure: {scope: ScopeWrite, self: true},
-	usersv1connect.UserServiceGetUserProcedure:    {scope: ScopeRead, self: true},
-	usersv1connect.UserServiceListUsersProcedure:  {scope: ScopeRead}, // the email filter too
-	usersv1connect.UserServiceUpdateUserProcedure: {scope: ScopeWrite, self: true},
-	usersv1connect.UserServiceDeleteUserProcedure: {scope: ScopeWrite, self: true},
-
-	"POST /users":        {scope: ScopeWrite, self: true},
-	"GET /users/{id}":    {scope: ScopeRead, self: true},
-	"GET /users":         {scope: ScopeRead}, // ?email= too
-	"PATCH /users/{id}":  {scope: ScopeWrite, self: true},
-	"DELETE /users/{id}": {scope: ScopeWrite, self: true},
-	"/users":             {anyone: true}, // other methods: 405
-	"/users/{id}":        {anyone: true},
-
-	"/" + grpchealth.HealthV1ServiceName + "/":        {public: true},
-	"/" + grpcreflect.ReflectV1ServiceName + "/":      {public: true},
-	"/" + grpcreflect.ReflectV1AlphaServiceName + "/": {public: true},
-	"GET /healthz":      {public: true},
-	"GET /livez":        {public: true},
-	"GET /metrics":      {public: true},
-	"GET /config.json":  {public: true}, // the web page's sign-in settings
-	"GET /openapi.json": {public: true}, // the REST shim's OpenAPI document
-	"/":                 {public: true}, // the web page's static files
-}
-
-var noRoute = rule{public: true}
-
-// usersServicePath is the mux pattern of the Connect handler; its
-// procedures have rules of their own.
-const usersServicePath = "/" + usersv1connect.UserServiceName + "/"
-
-// policyTable finds the rule of a request before the mux routes it.
-type policyTable struct {
-	rules      map[string]*rule // shared and never modified once built: lookup hands them out
+// routeTable is the mux together with the rule of every route on it, so
+// that the guard finds a request's rule before the mux routes it. Every
+// way of registering a route names its rule (or the procedure whose rule
+// applies): a route without one cannot be registered, and a procedure
+// without one is refused.
+type routeTable struct {
 	mux        *http.ServeMux
-	registered []string // patterns, in the order handle got them
+	procedures map[string]*users.Rule // by procedure; shared and never modified
+	patterns   map[string]*route
+	services   []string // path prefixes of the Connect services
+	err        error    // the first registration that failed
 }
 
-// newPolicyTable returns a table of rules over a new mux.
-func newPolicyTable(rules map[string]rule) *policyTable {
-	t := &policyTable{rules: make(map[string]*rule, len(rules)), mux: http.NewServeMux()}
-	for k, rl := range rules {
-		t.rules[k] = &rl
-	}
-	return t
+func newRouteTable() *routeTable {
+	return &routeTable{mux: http.NewServeMux(), procedures: procedureRules(), patterns: make(map[string]*route)}
 }
 
-// handle registers h on the mux under pattern, which must have a rule.
-func (t *policyTable) handle(pattern string, h http.Handler) error {
-	if pattern != usersServicePath {
-		if _, ok := t.rules[pattern]; !ok {
-			return fmt.Errorf("route %q has no entry in the policy table", pattern)
-		}
+// service registers a Connect service handler under its path. A public
+// service (health, reflection) is open to all; any other is ruled per
+// procedure.
+func (t *routeTable) service(path string, h http.Handler, open bool) {
+	rt := &route{rpc: true}
+	if open {
+		rt.rule = public
 	}
+	t.services = append(t.services, path)
+	t.add(path, h, rt)
+}
+
+// rest registers a REST route that serves procedure, under its rule.
+func (t *routeTable) rest(pattern, procedure string, h http.Handler) {
+	rl, ok := t.procedures[procedure]
+	if !ok && t.err == nil {
+		t.err = fmt.Errorf("REST route %q serves %q, which has no rule in the policy", pattern, procedure)
+		return
+	}
+	t.add(pattern, h, &route{rule: rl})
+}
+
+// plain registers a route that is no operation of the users service.
+func (t *routeTable) plain(pattern string, rl *users.Rule, h http.Handler) {
+	t.add(pattern, h, &route{rule: rl})
+}
+
+func (t *routeTable) add(pattern string, h http.Handler, rt *route) {
+	if t.err != nil {
+		return
+	}
+	if _, dup := t.patterns[pattern]; dup {
+		t.err = fmt.Errorf("route %q registered twice", pattern)
+		return
+	}
+	t.patterns[pattern] = rt
 	t.mux.Handle(pattern, h)
-	t.registered = append(t.registered, pattern)
-	return nil
 }
 
-// lookup returns the route r goes to (its mux pattern, or the procedure)
-// and its rule, nil when it has none (refused).
-func (t *policyTable) lookup(r *http.Request) (string, *rule) {
-	// A procedure of UserService (the hot path): the mux sends every clean
-	// path under usersServicePath to the Connect handler, whatever the
-	// method, so its rule is found without routing the request twice.
-	if p := r.URL.Path; r.URL.RawPath == "" && strings.HasPrefix(p, usersServicePath) {
-		if rl, ok := t.rules[p]; ok {
-			return p, rl
+// lookup returns r's rule, nil when there is none (the guard refuses),
+// whether r is for a Connect service, and the endpoint the access log and
+// metrics name it by: the route's pattern, or for an RPC its procedure.
+func (t *routeTable) lookup(r *http.Request) (rl *users.Rule, rpc bool, endpoint string) {
+	// A procedure with a rule (the hot path): the mux sends every clean
+	// path under a service's prefix to its handler, whatever the method,
+	// so the rule is found without routing the request twice.
+	if p := r.URL.Path; r.URL.RawPath == "" {
+		if rl, ok := t.procedures[p]; ok {
+			return rl, true, p
 		}
 	}
 	_, pattern := t.mux.Handler(r)
-	if pattern == "" {
+	rt, ok := t.patterns[pattern]
+	switch {
+	case !ok:
 		// No route: only the mux's own 404, 405 or redirect will answer,
 		// and they reveal nothing a token should guard.
-		return "", &noRoute
+		return public, false, ""
+	case !rt.rpc:
+		return rt.rule, false, pattern
+	case rt.rule != nil:
+		return rt.rule, true, r.URL.Path
 	}
-	if pattern == usersServicePath {
-		pattern = r.URL.Path // the procedure
-	}
-	if rl, ok := t.rules[pattern]; ok {
-		return pattern, rl
-	}
-	return pattern, nil
+	return t.procedures[r.URL.Path], true, r.URL.Path
 }
 
-// grant is what the policy allowed a request. The zero grant allows
-// nothing, so a handler reached without the guard refuses.
-type grant uint8
-
-const (
-	grantNone grant = iota
-	grantAll        // the token has the rule's scope, or authentication is off
-	grantSelf       // only on the caller's own user
-)
-
-// deniedError is a valid token without permission: permission_denied.
-type deniedError struct{ msg string }
-
-func (e *deniedError) Error() string { return "permission denied: " + e.msg }
-
-// decide applies rl to p; p is nil when authentication is off.
-func decide(rl *rule, p *auth.Principal) (grant, error) {
-	switch {
-	case rl == nil:
-		return grantNone, &deniedError{"this call is not in usersd's policy"}
-	case rl.public, rl.anyone:
-		return grantAll, nil
-	case p == nil:
-		return grantAll, nil
-	case rl.scope != "" && p.Has(rl.scope):
-		return grantAll, nil
-	case rl.self:
-		return grantSelf, nil
-	}
-	return grantNone, &deniedError{"this call needs the " + rl.scope + " scope"}
-}
-
-// mayActOn is the self rule, checked by the service once it knows the user:
-// with grantSelf only a user bound to the caller's subject. found is false
-// for an id that does not exist, which is refused the same way, so that a
-// caller cannot tell someone else's id from an unused one.
-func mayActOn(ctx context.Context, owner string, found bool) error {
-	switch grantOf(ctx) {
-	case grantAll:
-		return nil
-	case grantSelf:
-		if p := auth.FromContext(ctx); p != nil && found && owner == p.Subject {
-			return nil
-		}
-		return &deniedError{"without the needed scope a token may act only on its own user"}
-	}
-	return &deniedError{"no grant"}
-}
-
-// boundSubject is the subject a call is bound to: the caller's under
-// grantSelf (a new user is bound to it; a change must find the user bound to
-// it), none under grantAll.
-func boundSubject(ctx context.Context) (string, error) {
-	switch grantOf(ctx) {
-	case grantAll:
-		return "", nil
-	case grantSelf:
-		if p := auth.FromContext(ctx); p != nil {
-			return p.Subject, nil
+// isRPC reports whether r is for one of the Connect services.
+func (t *routeTable) isRPC(r *http.Request) bool {
+	for _, prefix := range t.services {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			return true
 		}
 	}
-	return "", &deniedError{"no grant"}
-}
-
-func grantOf(ctx context.Context) grant {
-	if a, ok := ctx.Value(accessKey{}).(*access); ok {
-		return a.grant
-	}
-	return grantNone
+	return false
 }

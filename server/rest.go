@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
+	"github.com/acme/usersd/users"
 )
 
 // maxRESTBody is the largest REST request body; more is 413.
@@ -55,8 +56,12 @@ func toREST(u *usersv1.User) restUser {
 	}
 }
 
-// rest is the JSON shim over the same service as the Connect handler.
-type rest struct{ svc *service }
+// rest is the JSON shim over the same domain operations as the Connect
+// handler.
+type rest struct {
+	svc *users.Service
+	log *slog.Logger
+}
 
 func (h *rest) create(w http.ResponseWriter, r *http.Request) {
 	b, err := readBody(w, r)
@@ -69,30 +74,29 @@ func (h *rest) create(w http.ResponseWriter, r *http.Request) {
 		h.error(w, r, err)
 		return
 	}
-	u, err := h.svc.createUser(r.Context(), &req)
+	resp, err := h.svc.CreateUser(r.Context(), &req)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/users/"+u.Id)
-	writeJSON(w, http.StatusCreated, toREST(u))
+	w.Header().Set("Location", "/users/"+resp.User.Id)
+	writeJSON(w, http.StatusCreated, toREST(resp.User))
 }
 
 func (h *rest) get(w http.ResponseWriter, r *http.Request) {
-	u, err := h.svc.getUser(r.Context(), &usersv1.GetUserRequest{Id: r.PathValue("id")})
+	resp, err := h.svc.GetUser(r.Context(), &usersv1.GetUserRequest{Id: r.PathValue("id")})
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
-	w.Header().Set("ETag", strconv.Quote(u.Etag))
-	writeJSON(w, http.StatusOK, toREST(u))
+	h.writeUser(w, resp.User)
 }
 
 // update is PATCH /users/{id}: a JSON object with email, full_name or
 // both; If-Match makes it conditional.
 func (h *rest) update(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := parseID(id); err != nil {
+	if _, err := users.ParseID(id); err != nil {
 		h.error(w, r, err)
 		return
 	}
@@ -112,28 +116,33 @@ func (h *rest) update(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Email != nil {
 		req.User.Email = *f.Email
-		req.UpdateMask.Paths = append(req.UpdateMask.Paths, pathEmail)
+		req.UpdateMask.Paths = append(req.UpdateMask.Paths, users.PathEmail)
 	}
 	if f.FullName != nil {
 		req.User.FullName = *f.FullName
-		req.UpdateMask.Paths = append(req.UpdateMask.Paths, pathFullName)
+		req.UpdateMask.Paths = append(req.UpdateMask.Paths, users.PathFullName)
 	}
 	if len(req.UpdateMask.Paths) == 0 {
-		h.error(w, r, fieldError("body", "must set email, full_name or both"))
+		h.error(w, r, users.FieldErrorf("body", "must set email, full_name or both"))
 		return
 	}
-	u, err := h.svc.updateUser(r.Context(), req)
+	resp, err := h.svc.UpdateUser(r.Context(), req)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
+	h.writeUser(w, resp.User)
+}
+
+// writeUser answers 200 with u and its ETag.
+func (h *rest) writeUser(w http.ResponseWriter, u *usersv1.User) {
 	w.Header().Set("ETag", strconv.Quote(u.Etag))
 	writeJSON(w, http.StatusOK, toREST(u))
 }
 
 // remove is DELETE /users/{id}; If-Match makes it conditional.
 func (h *rest) remove(w http.ResponseWriter, r *http.Request) {
-	err := h.svc.deleteUser(r.Context(), &usersv1.DeleteUserRequest{Id: r.PathValue("id"), Etag: ifMatch(r.Header.Get("If-Match"))})
+	_, err := h.svc.DeleteUser(r.Context(), &usersv1.DeleteUserRequest{Id: r.PathValue("id"), Etag: ifMatch(r.Header.Get("If-Match"))})
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -162,14 +171,14 @@ func (h *rest) list(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.ParseInt(s, 10, 32)
 		switch {
 		case errors.Is(err, strconv.ErrRange) && n > 0:
-			n = maxPageSize // a huge page size is clamped like any other
+			n = users.MaxPageSize // a huge page size is clamped like any other
 		case err != nil:
-			h.error(w, r, fieldError("page_size", "must be an integer"))
+			h.error(w, r, users.FieldErrorf("page_size", "must be an integer"))
 			return
 		}
 		req.PageSize = int32(n)
 	}
-	resp, err := h.svc.listUsers(r.Context(), &req)
+	resp, err := h.svc.ListUsers(r.Context(), &req)
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -182,7 +191,7 @@ func (h *rest) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *rest) error(w http.ResponseWriter, r *http.Request, err error) {
-	writeRESTError(w, r, h.svc.log, err)
+	writeRESTError(w, r, h.log, err)
 }
 
 // writeRESTError answers err by the error table in the REST shim's JSON.
@@ -190,7 +199,7 @@ func writeRESTError(w http.ResponseWriter, r *http.Request, log *slog.Logger, er
 	wire, msg := toWire(r.Context(), log, err)
 	setOutcome(r.Context(), wire.rest)
 	body := restError{Error: wire.rest, Message: msg}
-	if fe, ok := errors.AsType[*FieldError](err); ok {
+	if fe, ok := errors.AsType[*users.FieldError](err); ok {
 		body.Field = fe.Field
 	}
 	errorHeaders(err, w.Header().Set)
@@ -251,7 +260,7 @@ type userFields struct {
 func decodeUserFields(b []byte) (userFields, error) {
 	var f userFields
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return f, fieldError("body", "must be a JSON object")
+		return f, users.FieldErrorf("body", "must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -259,7 +268,7 @@ func decodeUserFields(b []byte) (userFields, error) {
 		return f, bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return f, fieldError("body", "must hold exactly one JSON object")
+		return f, users.FieldErrorf("body", "must hold exactly one JSON object")
 	}
 	return f, nil
 }
@@ -267,20 +276,20 @@ func decodeUserFields(b []byte) (userFields, error) {
 // bodyError describes a JSON decoding error without echoing the input.
 func bodyError(err error) error {
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
-		return fieldError(te.Field, "must be a JSON %s", te.Type.Kind())
+		return users.FieldErrorf(te.Field, "must be a JSON %s", te.Type.Kind())
 	}
 	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return fieldError("body", "is not valid JSON")
+		return users.FieldErrorf("body", "is not valid JSON")
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return fieldError("body", "is not valid JSON")
+		return users.FieldErrorf("body", "is not valid JSON")
 	}
 	// DisallowUnknownFields reports `json: unknown field "x"`.
 	const prefix = "json: unknown field "
 	if s := err.Error(); len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return fieldError("body", "has unknown field %s", s[len(prefix):])
+		return users.FieldErrorf("body", "has unknown field %s", s[len(prefix):])
 	}
-	return fieldError("body", "is not a valid CreateUser request")
+	return users.FieldErrorf("body", "is not a valid CreateUser request")
 }
 
 // writeJSON answers v as JSON and a newline: what json.Marshal writes,

@@ -13,19 +13,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/internal/logtest"
 	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/server"
-	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
+	"github.com/acme/usersd/users/userstest"
 )
 
 // TestRESTBodies checks what the shim does with bodies that are not a
 // valid CreateUser object, and with wrong methods.
 func TestRESTBodies(t *testing.T) {
 	t.Parallel()
-	ts := setup(t, setupOpts{})
+	ts := setup(t, setupOpts{memory: true})
 	hc := h1Client(t)
 	hc.Transport = devissuer.Bearer{Token: ts.Admin, Base: hc.Transport}
 	cases := []struct {
@@ -80,13 +80,12 @@ func TestRESTBodies(t *testing.T) {
 // TestCORS checks that only configured origins may call from a browser.
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t, store.Config{MaxConns: 2})
 	log := logtest.New(t)
 	// Authentication off on purpose: preflights are answered before it.
-	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{
+	h := newHandler(t, userstest.NewMemory(), okHealth(), server.Options{
 		Logger: log, CORSOrigins: []string{"http://app.example"},
 	})
-	closed := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: log})
+	closed := newHandler(t, userstest.NewMemory(), okHealth(), server.Options{Logger: log})
 
 	preflight := func(h http.Handler, origin string) http.Header {
 		req, _ := http.NewRequest(http.MethodOptions, "/users.v1.UserService/CreateUser", nil)
@@ -121,9 +120,8 @@ func TestWebDir(t *testing.T) {
 	must(os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><title>usersd</title>"), 0o644))
 	must(os.Mkdir(filepath.Join(dir, "assets"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "assets", "app.js"), []byte("console.log(1)"), 0o644))
-	db := dbtest.New(t, store.Config{MaxConns: 2})
 	// Authentication off on purpose: the page's files are public anyway.
-	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
+	h := newHandler(t, userstest.NewMemory(), okHealth(), server.Options{Logger: logtest.New(t), WebDir: dir, RequestTimeout: time.Second})
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -170,11 +168,10 @@ func (r *recorder) WriteHeader(code int) {
 // request timeout, on REST and Connect, and never gets a 500.
 func TestSlowBody(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t, store.Config{MaxConns: 2})
 	log := logtest.New(t)
 	iss, v := testVerifier(t, log)
-	token := iss.Token("slow", server.ScopeWrite)
-	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: log, RequestTimeout: time.Second, Verifier: v})
+	token := iss.Token("slow", users.ScopeWrite)
+	h := newHandler(t, userstest.NewMemory(), okHealth(), server.Options{Logger: log, RequestTimeout: time.Second, Verifier: v})
 	srv := server.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -217,12 +214,11 @@ func statusOf(resp *http.Response, err error) string {
 // still reaches the access line, on RPCs and REST.
 func TestTraceparentWithoutTracing(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t, store.Config{MaxConns: 2})
 	var logs proctest.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	// Authentication off on purpose: the trace id must reach the log
 	// whatever the answer.
-	h := newHandler(t, store.NewUsers(db, store.Hooks{}), server.NewHealth(db.Ping), server.Options{Logger: log})
+	h := newHandler(t, userstest.NewMemory(), okHealth(), server.Options{Logger: log})
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	for _, req := range []*http.Request{
 		httptestRequest(http.MethodGet, "/users/0190c3b6-6f2e-7c4a-9d3e-2b5f8a1c0d4e", ""),

@@ -25,7 +25,7 @@ import (
 
 	"github.com/acme/usersd/auth"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
-	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 // Limits of the HTTP server.
@@ -40,11 +40,13 @@ const (
 // Options configure the handler.
 type Options struct {
 	Logger         *slog.Logger
-	RequestTimeout time.Duration           // server-side deadline of one request
-	CORSOrigins    []string                // allowed cross-origin callers; empty allows none
-	WebDir         string                  // built web page served at "/"; empty serves none
-	Mounts         map[string]http.Handler // extra handlers by mux pattern; each needs a policy entry (GET /metrics), or see PublicMounts
-	PublicMounts   map[string]http.Handler // extra handlers outside bearer authentication, which bring their own (River UI's basic auth)
+	RequestTimeout time.Duration // server-side deadline of one request
+	CORSOrigins    []string      // allowed cross-origin callers; empty allows none
+	WebDir         string        // built web page served at "/"; empty serves none
+	// Mounts are extra handlers by mux pattern, outside bearer
+	// authentication: each is harmless to anyone (GET /metrics) or brings
+	// its own (River UI's basic auth).
+	Mounts map[string]http.Handler
 
 	// Authentication and rate limits. A nil Verifier means authentication
 	// is off (AUTH_DISABLED): every call is allowed, limited by client IP.
@@ -59,8 +61,10 @@ type Options struct {
 	MeterProvider  metric.MeterProvider
 }
 
-// New returns the handler for every route of DESIGN.md.
-func New(users *store.Users, health *Health, opts Options) (http.Handler, error) {
+// New returns the handler of every route (docs/design.md lists them): the
+// users service on every protocol and the REST shim, both over svc, with
+// health, reflection, the OpenAPI document and the web page.
+func New(svc *users.Service, health *Health, opts Options) (http.Handler, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -69,17 +73,47 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	svc := &service{users: users, log: log}
-	tel, err := newTelemetry(opts)
+	ins, err := newInstruments(opts)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: %w", err)
+		return nil, fmt.Errorf("instruments: %w", err)
 	}
-	interceptors := []connect.Interceptor{rpcInterceptor(timeout, tel)}
-	if tel.tracing {
+	handlerOpts, err := connectOptions(log, timeout, ins)
+	if err != nil {
+		return nil, err
+	}
+	routes := newRoutes(svc, health, ins, timeout, handlerOpts, opts, log)
+	if routes.err != nil {
+		return nil, routes.err
+	}
+	var h http.Handler = &guard{
+		routes:   routes,
+		verifier: opts.Verifier,
+		byUser:   newKeyedLimiter[string](opts.RateLimitRPS),
+		byIP:     newKeyedLimiter[netip.Addr](opts.RateLimitIPRPS),
+		trusted:  opts.TrustedProxies,
+		log:      log,
+		rpcErrs:  connect.NewErrorWriter(handlerOpts...),
+	}
+	// The middleware chain, outermost first: the access log sees every
+	// answer, including refusals; CORS answers preflights before
+	// authentication, so browsers learn they may send Authorization.
+	h = withCORS(opts.CORSOrigins, h)
+	h = withSecurityHeaders(h)
+	h = withReadDeadline(timeout, h)
+	h = withAccessLog(log, ins, routes.isRPC, h)
+	return h, nil
+}
+
+// connectOptions are the options of every Connect handler: limits, the
+// RPC interceptor (with tracing when it is on), and a recovered panic as
+// an internal error.
+func connectOptions(log *slog.Logger, timeout time.Duration, ins *instruments) ([]connect.HandlerOption, error) {
+	interceptors := []connect.Interceptor{rpcInterceptor(timeout, ins)}
+	if ins.tracing {
 		// Spans only: RPC metrics come from rpcInterceptor, traced or not.
 		otelInterceptor, err := otelconnect.NewInterceptor(
-			otelconnect.WithTracerProvider(tel.tp),
-			otelconnect.WithPropagator(tel.prop),
+			otelconnect.WithTracerProvider(ins.tp),
+			otelconnect.WithPropagator(ins.prop),
 			otelconnect.WithoutMetrics(),
 			// Our callers' spans are the parents of ours: one trace per request.
 			otelconnect.WithTrustRemote(),
@@ -89,8 +123,7 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 		}
 		interceptors = append([]connect.Interceptor{otelInterceptor}, interceptors...)
 	}
-
-	handlerOpts := []connect.HandlerOption{
+	return []connect.HandlerOption{
 		connect.WithReadMaxBytes(MaxMessageBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithInterceptors(interceptors...),
@@ -98,79 +131,50 @@ func New(users *store.Users, health *Health, opts Options) (http.Handler, error)
 			log.ErrorContext(ctx, "panic", "procedure", spec.Procedure, "panic", p, "stack", string(debug.Stack()))
 			return connect.NewError(connect.CodeInternal, errors.New(errInternal.message))
 		}),
-	}
-
-	routes, err := newRoutes(svc, health, tel, timeout, handlerOpts, opts)
-	if err != nil {
-		return nil, err
-	}
-	g := newGuard(routes.mux, &guard{
-		verifier: opts.Verifier,
-		policy:   routes,
-		byUser:   newKeyedLimiter[string](opts.RateLimitRPS),
-		byIP:     newKeyedLimiter[netip.Addr](opts.RateLimitIPRPS),
-		trusted:  opts.TrustedProxies,
-		log:      log,
-	}, handlerOpts)
-
-	// The middleware chain, outermost first (DESIGN.md): the access log sees
-	// every answer, including refusals; CORS answers preflights before
-	// authentication, so browsers learn they may send Authorization.
-	var h http.Handler = g
-	h = withCORS(opts.CORSOrigins, h)
-	h = withSecurityHeaders(h)
-	h = withReadDeadline(timeout, h)
-	h = withAccessLog(log, tel, h)
-	return h, nil
+	}, nil
 }
 
-// newRoutes registers every route on a mux, each with its policy entry.
-func newRoutes(svc *service, health *Health, tel *telemetry, timeout time.Duration, handlerOpts []connect.HandlerOption, opts Options) (*policyTable, error) {
-	routes := newPolicyTable(policy)
-	var err error
-	for pattern := range opts.PublicMounts {
-		routes.rules[pattern] = &rule{public: true}
-	}
-	handle := func(pattern string, h http.Handler) {
-		if err == nil {
-			err = routes.handle(pattern, h)
-		}
-	}
-	handle(usersv1connect.NewUserServiceHandler(&connectHandler{svc: svc}, handlerOpts...))
-	handle(grpchealth.NewHandler(health, handlerOpts...))
+// newRoutes registers every route, each with its rule; a registration
+// that fails is in the table's err.
+func newRoutes(svc *users.Service, health *Health, ins *instruments, timeout time.Duration, handlerOpts []connect.HandlerOption, opts Options, log *slog.Logger) *routeTable {
+	t := newRouteTable()
+	path, h := usersv1connect.NewUserServiceHandler(&connectHandler{svc: svc, log: log}, handlerOpts...)
+	t.service(path, h, false)
+	path, h = grpchealth.NewHandler(health, handlerOpts...)
+	t.service(path, h, true)
 	reflector := grpcreflect.NewStaticReflector(usersv1connect.UserServiceName, grpchealth.HealthV1ServiceName)
-	handle(grpcreflect.NewHandlerV1(reflector, handlerOpts...))
-	handle(grpcreflect.NewHandlerV1Alpha(reflector, handlerOpts...))
+	path, h = grpcreflect.NewHandlerV1(reflector, handlerOpts...)
+	t.service(path, h, true)
+	path, h = grpcreflect.NewHandlerV1Alpha(reflector, handlerOpts...)
+	t.service(path, h, true)
 
-	r := &rest{svc: svc}
-	handle("POST /users", tel.traced("POST /users", withTimeout(timeout, r.create)))
-	handle("GET /users", tel.traced("GET /users", withTimeout(timeout, r.list)))
-	handle("GET /users/{id}", tel.traced("GET /users/{id}", withTimeout(timeout, r.get)))
-	handle("PATCH /users/{id}", tel.traced("PATCH /users/{id}", withTimeout(timeout, r.update)))
-	handle("DELETE /users/{id}", tel.traced("DELETE /users/{id}", withTimeout(timeout, r.remove)))
-	handle("/users", methodNotAllowed("GET, HEAD, POST"))
-	handle("/users/{id}", methodNotAllowed("GET, HEAD, PATCH, DELETE"))
-	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
-	handle("GET /healthz", http.HandlerFunc(health.serveHTTP))
-	handle("GET /livez", http.HandlerFunc(serveLivez))
-	for pattern, h := range opts.Mounts {
-		handle(pattern, h)
+	r := &rest{svc: svc, log: log}
+	restRoute := func(pattern, procedure string, h http.HandlerFunc) {
+		t.rest(pattern, procedure, ins.traced(pattern, withTimeout(timeout, h)))
 	}
-	for pattern, h := range opts.PublicMounts {
-		handle(pattern, h)
+	restRoute("POST /users", usersv1connect.UserServiceCreateUserProcedure, r.create)
+	restRoute("GET /users", usersv1connect.UserServiceListUsersProcedure, r.list)
+	restRoute("GET /users/{id}", usersv1connect.UserServiceGetUserProcedure, r.get)
+	restRoute("PATCH /users/{id}", usersv1connect.UserServiceUpdateUserProcedure, r.update)
+	restRoute("DELETE /users/{id}", usersv1connect.UserServiceDeleteUserProcedure, r.remove)
+	t.plain("/users", authenticated, methodNotAllowed("GET, HEAD, POST"))
+	t.plain("/users/{id}", authenticated, methodNotAllowed("GET, HEAD, PATCH, DELETE"))
+
+	t.plain("GET /openapi.json", public, http.HandlerFunc(serveOpenAPI))
+	t.plain("GET /healthz", public, http.HandlerFunc(health.serveHTTP))
+	t.plain("GET /livez", public, http.HandlerFunc(serveLivez))
+	for pattern, h := range opts.Mounts {
+		t.plain(pattern, public, h)
 	}
 	if opts.WebDir != "" {
 		webAuth := opts.WebAuth
 		webAuth.Disabled = opts.Verifier == nil
-		handle("GET /config.json", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		t.plain("GET /config.json", public, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, webAuth)
 		}))
-		handle("/", webHandler(opts.WebDir, pageCSP(origin(opts.WebAuth.Issuer))))
+		t.plain("/", public, webHandler(opts.WebDir, pageCSP(origin(opts.WebAuth.Issuer))))
 	}
-	if err != nil {
-		return nil, err
-	}
-	return routes, nil
+	return t
 }
 
 // origin is the scheme://host[:port] of an absolute URL, or "".

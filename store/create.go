@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/acme/usersd/users"
 )
 
 // batchSize is the span attribute with the number of creates in a batch.
@@ -28,24 +30,24 @@ const (
 
 // Create inserts a user with a new UUIDv7 id, and runs the create hook in the
 // same transaction. It expects validated input. An email that another user
-// has, ignoring case, is ErrEmailTaken; a subject already bound to a user is
-// ErrSubjectTaken.
+// has, ignoring case, is users.ErrEmailTaken; a subject already bound to a user is
+// users.ErrSubjectTaken.
 //
 // Concurrent creates share transactions (group commit): each caller gets
 // the answer it would get alone, but a caller whose ctx ends returns at once
 // while its batch, if it has started, runs on: its user is then committed
 // with its welcome job, or not at all, and the caller cannot tell which. A
 // create that waits longer than the acquire timeout for a batch to take it
-// is ErrUnavailable, as a wait for a pooled connection is.
-func (s *Users) Create(ctx context.Context, in NewUser) (User, error) {
+// is users.ErrUnavailable, as a wait for a pooled connection is.
+func (s *Users) Create(ctx context.Context, in users.NewUser) (users.User, error) {
 	if s.creates == nil {
-		c := &call[NewUser, User]{Ctx: ctx, In: in}
-		s.createAll(ctx, []*call[NewUser, User]{c})
+		c := &call[users.NewUser, users.User]{Ctx: ctx, In: in}
+		s.createAll(ctx, []*call[users.NewUser, users.User]{c})
 		return c.Out, c.Err
 	}
 	u, err := s.creates.do(ctx, in, s.db.acquireTimeout)
 	if errors.Is(err, errWaitedTooLong) {
-		err = fmt.Errorf("create user: %w: %w", ErrUnavailable, err)
+		err = fmt.Errorf("create user: %w: %w", users.ErrUnavailable, err)
 	}
 	return u, err
 }
@@ -53,7 +55,7 @@ func (s *Users) Create(ctx context.Context, in NewUser) (User, error) {
 // runBatch runs one batch of creates in a context of its own, so that no
 // caller's cancellation fails its neighbours. It keeps the first caller's
 // values (its trace, so a lone create's SQL stays under its request).
-func (s *Users) runBatch(batch []*call[NewUser, User]) {
+func (s *Users) runBatch(batch []*call[users.NewUser, users.User]) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].Ctx), s.opts.batchTimeout)
 	defer cancel()
 	if s.opts.tracer != nil {
@@ -70,19 +72,19 @@ func (s *Users) runBatch(batch []*call[NewUser, User]) {
 
 // createAll inserts a batch and retries on their own the creates that a
 // batch-wide failure or a vanished conflict may have failed wrongly.
-func (s *Users) createAll(ctx context.Context, batch []*call[NewUser, User]) {
+func (s *Users) createAll(ctx context.Context, batch []*call[users.NewUser, users.User]) {
 	if err := s.insertBatch(ctx, batch); len(batch) > 1 && retryAlone(err) {
 		// The batch failed for a reason one row may have caused: try each
 		// on its own, so a bad row cannot fail its neighbours.
 		for _, c := range batch {
-			c.Out, c.Err = User{}, nil
-			s.insertBatch(ctx, []*call[NewUser, User]{c})
+			c.Out, c.Err = users.User{}, nil
+			s.insertBatch(ctx, []*call[users.NewUser, users.User]{c})
 		}
 	}
 	for _, c := range batch {
 		if errors.Is(c.Err, errConflictVanished) {
-			c.Out, c.Err = User{}, nil
-			s.insertBatch(ctx, []*call[NewUser, User]{c})
+			c.Out, c.Err = users.User{}, nil
+			s.insertBatch(ctx, []*call[users.NewUser, users.User]{c})
 		}
 	}
 }
@@ -91,7 +93,7 @@ func (s *Users) createAll(ctx context.Context, batch []*call[NewUser, User]) {
 // a time: not when PostgreSQL cannot be reached or time ran out, which
 // would only fail again, slower.
 func retryAlone(err error) bool {
-	return err != nil && !errors.Is(err, ErrUnavailable) &&
+	return err != nil && !errors.Is(err, users.ErrUnavailable) &&
 		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
@@ -102,12 +104,12 @@ func retryAlone(err error) bool {
 // told why; the others commit. When the transaction fails, every call gets
 // its error, which insertBatch returns too (a conflict of one row is that
 // call's answer, not the batch's failure).
-func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) error {
+func (s *Users) insertBatch(ctx context.Context, batch []*call[users.NewUser, users.User]) error {
 	n := len(batch)
 	ids := make([]pgUUID, n)
 	emails, names := make([]string, n), make([]string, n)
 	subjects := make([]*string, n)
-	users := make([]User, n)
+	out := make([]users.User, n)
 	for i, c := range batch {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -118,7 +120,7 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) e
 			return err
 		}
 		ids[i], emails[i], names[i], subjects[i] = pgUUID(id), c.In.Email, c.In.FullName, nullable(c.In.Subject)
-		users[i] = User{ID: id, Email: c.In.Email, FullName: c.In.FullName, Subject: c.In.Subject, Version: 1}
+		out[i] = users.User{ID: id, Email: c.In.Email, FullName: c.In.FullName, Subject: c.In.Subject, Version: 1}
 	}
 	errs := make([]error, n)
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
@@ -138,15 +140,15 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) e
 		if _, err := pgx.ForEachRow(rows, []any{(*pgUUID)(&id), &at}, func() error { created[id] = at; return nil }); err != nil {
 			return err
 		}
-		inserted := make([]User, 0, len(created))
-		for i := range users {
-			if at, ok := created[users[i].ID]; ok {
-				users[i].CreatedAt, users[i].UpdatedAt = at, at
-				inserted = append(inserted, users[i])
+		inserted := make([]users.User, 0, len(created))
+		for i := range out {
+			if at, ok := created[out[i].ID]; ok {
+				out[i].CreatedAt, out[i].UpdatedAt = at, at
+				inserted = append(inserted, out[i])
 			}
 		}
 		if len(inserted) < n {
-			if err := s.explainConflicts(ctx, tx, users, created, errs); err != nil {
+			if err := s.explainConflicts(ctx, tx, out, created, errs); err != nil {
 				return err
 			}
 		}
@@ -162,22 +164,22 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[NewUser, User]) e
 		case errs[i] != nil:
 			c.Err = fmt.Errorf("create user: %w", errs[i])
 		default:
-			c.Out = users[i]
+			c.Out = out[i]
 		}
 	}
 	return err
 }
 
 // explainConflicts finds, for each row the insert skipped, what it collided
-// with: a user with its email regardless of case (ErrEmailTaken), else one
-// with its subject (ErrSubjectTaken). PostgreSQL's lower() decides, as the
+// with: a user with its email regardless of case (users.ErrEmailTaken), else one
+// with its subject (users.ErrSubjectTaken). PostgreSQL's lower() decides, as the
 // unique index does. The rows the batch inserted are visible here, so
 // duplicates within the batch are found too.
-func (s *Users) explainConflicts(ctx context.Context, tx pgx.Tx, users []User, created map[[16]byte]time.Time, errs []error) error {
+func (s *Users) explainConflicts(ctx context.Context, tx pgx.Tx, batch []users.User, created map[[16]byte]time.Time, errs []error) error {
 	var skipped []int
 	var emails []string
 	var subjects []*string
-	for i, u := range users {
+	for i, u := range batch {
 		if _, ok := created[u.ID]; !ok {
 			skipped = append(skipped, i)
 			emails = append(emails, u.Email)
@@ -197,9 +199,9 @@ func (s *Users) explainConflicts(ctx context.Context, tx pgx.Tx, users []User, c
 	_, err = pgx.ForEachRow(rows, []any{&emailTaken, &subjectTaken}, func() error {
 		switch i := skipped[k]; {
 		case emailTaken:
-			errs[i] = ErrEmailTaken
+			errs[i] = users.ErrEmailTaken
 		case subjectTaken:
-			errs[i] = ErrSubjectTaken
+			errs[i] = users.ErrSubjectTaken
 		default:
 			// What it collided with is gone again (deleted meanwhile).
 			errs[i] = errConflictVanished

@@ -1,3 +1,5 @@
+//go:build !nodb
+
 package store_test
 
 import (
@@ -17,6 +19,7 @@ import (
 	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/jobs"
 	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 // withJobs is the user store as usersd wires it: group commit on, welcome
@@ -34,20 +37,20 @@ func withJobs(t *testing.T, db *store.DB, opts ...store.UsersOption) *store.User
 // and every welcome job a user.
 func checkUsersHaveOneJob(t *testing.T, db *store.DB) int {
 	t.Helper()
-	var users, orphans, wrong int
+	var nUsers, orphans, wrong int
 	err := db.Pool.QueryRow(t.Context(), `
 		SELECT (SELECT count(*) FROM users),
 		       (SELECT count(*) FROM river_job j WHERE j.kind = 'welcome_email'
 		           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = (j.args->>'user_id')::uuid)),
 		       (SELECT count(*) FROM users u WHERE (SELECT count(*) FROM river_job j
-		           WHERE j.kind = 'welcome_email' AND (j.args->>'user_id')::uuid = u.id) <> 1)`).Scan(&users, &orphans, &wrong)
+		           WHERE j.kind = 'welcome_email' AND (j.args->>'user_id')::uuid = u.id) <> 1)`).Scan(&nUsers, &orphans, &wrong)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if orphans != 0 || wrong != 0 {
 		t.Errorf("%d welcome jobs without a user, %d users without exactly one job", orphans, wrong)
 	}
-	return users
+	return nUsers
 }
 
 // TestGroupCommitAnswers fires 300 creates at once: duplicate emails in
@@ -57,7 +60,7 @@ func checkUsersHaveOneJob(t *testing.T, db *store.DB) int {
 func TestGroupCommitAnswers(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t, store.Config{MaxConns: 10, AcquireTimeout: 10 * time.Second})
-	users := withJobs(t, db)
+	st := withJobs(t, db)
 
 	type kind int
 	const (
@@ -69,31 +72,31 @@ func TestGroupCommitAnswers(t *testing.T) {
 	)
 	type req struct {
 		kind kind
-		in   store.NewUser
+		in   users.NewUser
 		ctx  context.Context
-		user store.User
+		user users.User
 		err  error
 	}
 	var reqs []*req
-	add := func(k kind, in store.NewUser) { reqs = append(reqs, &req{kind: k, in: in, ctx: context.Background()}) }
+	add := func(k kind, in users.NewUser) { reqs = append(reqs, &req{kind: k, in: in, ctx: context.Background()}) }
 	for g := range 50 { // three casings of one email
 		for _, e := range []string{"dup%d@example.com", "DUP%d@Example.com", "Dup%d@EXAMPLE.COM"} {
-			add(dupEmail, store.NewUser{Email: fmt.Sprintf(e, g), FullName: "Dup"})
+			add(dupEmail, users.NewUser{Email: fmt.Sprintf(e, g), FullName: "Dup"})
 		}
 	}
 	for g := range 30 { // two self sign-ups of one subject
 		for i := range 2 {
-			add(dupSubject, store.NewUser{Email: fmt.Sprintf("sub%d-%d@example.com", g, i), FullName: "Sub", Subject: fmt.Sprintf("subject-%d", g)})
+			add(dupSubject, users.NewUser{Email: fmt.Sprintf("sub%d-%d@example.com", g, i), FullName: "Sub", Subject: fmt.Sprintf("subject-%d", g)})
 		}
 	}
 	for i := range 20 { // PostgreSQL refuses NUL in text: must not fail the rest of its batch
-		add(badRow, store.NewUser{Email: fmt.Sprintf("bad%d@example.com", i), FullName: "Bad\x00Row"})
+		add(badRow, users.NewUser{Email: fmt.Sprintf("bad%d@example.com", i), FullName: "Bad\x00Row"})
 	}
 	for i := range 40 {
-		add(givesUp, store.NewUser{Email: fmt.Sprintf("leaver%d@example.com", i), FullName: "Leaver"})
+		add(givesUp, users.NewUser{Email: fmt.Sprintf("leaver%d@example.com", i), FullName: "Leaver"})
 	}
 	for i := range 30 {
-		add(plain, store.NewUser{Email: fmt.Sprintf("plain%d@example.com", i), FullName: "Plain"})
+		add(plain, users.NewUser{Email: fmt.Sprintf("plain%d@example.com", i), FullName: "Plain"})
 	}
 	rand.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
 
@@ -108,7 +111,7 @@ func TestGroupCommitAnswers(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, time.Duration(i%40)*time.Millisecond/2)
 				defer cancel()
 			}
-			r.user, r.err = users.Create(ctx, r.in)
+			r.user, r.err = st.Create(ctx, r.in)
 		})
 	}
 	close(start)
@@ -131,17 +134,17 @@ func TestGroupCommitAnswers(t *testing.T) {
 		case dupEmail:
 			if r.err == nil {
 				emailWinners[strings.ToLower(r.in.Email)]++
-			} else if !errors.Is(r.err, store.ErrEmailTaken) {
+			} else if !errors.Is(r.err, users.ErrEmailTaken) {
 				t.Errorf("duplicate email %s: %v, want ErrEmailTaken", r.in.Email, r.err)
 			}
 		case dupSubject:
 			if r.err == nil {
 				subjectWinners[r.in.Subject]++
-			} else if !errors.Is(r.err, store.ErrSubjectTaken) {
+			} else if !errors.Is(r.err, users.ErrSubjectTaken) {
 				t.Errorf("duplicate subject %s: %v, want ErrSubjectTaken", r.in.Subject, r.err)
 			}
 		case badRow:
-			if r.err == nil || errors.Is(r.err, store.ErrEmailTaken) || errors.Is(r.err, store.ErrUnavailable) {
+			if r.err == nil || errors.Is(r.err, users.ErrEmailTaken) || errors.Is(r.err, users.ErrUnavailable) {
 				t.Errorf("a row PostgreSQL refuses: %v, want its own error", r.err)
 			}
 		case givesUp:
@@ -192,14 +195,14 @@ func TestGroupCommitOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	users := withJobs(t, db)
+	st := withJobs(t, db)
 	// A first create makes sure the schema answers through the proxy.
-	if _, err := users.Create(t.Context(), store.NewUser{Email: "first@example.com", FullName: "First"}); err != nil {
+	if _, err := st.Create(t.Context(), users.NewUser{Email: "first@example.com", FullName: "First"}); err != nil {
 		t.Fatal(err)
 	}
 
 	var mu sync.Mutex
-	var created []store.User
+	var created []users.User
 	answers := map[string]int{}
 	var wg sync.WaitGroup
 	stop := time.Now().Add(1500 * time.Millisecond)
@@ -207,14 +210,14 @@ func TestGroupCommitOutage(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(stop); i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				u, err := users.Create(ctx, store.NewUser{Email: fmt.Sprintf("w%d-%d@example.com", w, i), FullName: "Outage"})
+				u, err := st.Create(ctx, users.NewUser{Email: fmt.Sprintf("w%d-%d@example.com", w, i), FullName: "Outage"})
 				cancel()
 				mu.Lock()
 				switch {
 				case err == nil:
 					created = append(created, u)
 					answers["ok"]++
-				case errors.Is(err, store.ErrUnavailable):
+				case errors.Is(err, users.ErrUnavailable):
 					answers["unavailable"]++
 				case errors.Is(err, context.DeadlineExceeded):
 					answers["deadline"]++
@@ -265,9 +268,9 @@ func TestGroupCommitConflictFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	users := withJobs(t, db)
+	st := withJobs(t, db)
 	ctx := t.Context()
-	if _, err := users.Create(ctx, store.NewUser{Email: "taken@example.com", FullName: "First"}); err != nil {
+	if _, err := st.Create(ctx, users.NewUser{Email: "taken@example.com", FullName: "First"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -283,7 +286,7 @@ func TestGroupCommitConflictFirst(t *testing.T) {
 	var mu sync.Mutex
 	create := func(email string) {
 		wg.Go(func() {
-			_, err := users.Create(ctx, store.NewUser{Email: email, FullName: "Queued"})
+			_, err := st.Create(ctx, users.NewUser{Email: email, FullName: "Queued"})
 			mu.Lock()
 			errs[email] = err
 			mu.Unlock()
@@ -304,7 +307,7 @@ func TestGroupCommitConflictFirst(t *testing.T) {
 	for email, err := range errs {
 		switch {
 		case email == "TAKEN@example.com":
-			if !errors.Is(err, store.ErrEmailTaken) {
+			if !errors.Is(err, users.ErrEmailTaken) {
 				t.Errorf("%s: %v, want ErrEmailTaken", email, err)
 			}
 		case err != nil:

@@ -1,6 +1,6 @@
 // Package store holds the PostgreSQL pool and the queries on users. It knows
 // nothing about HTTP, Connect or River's workers; callers get domain errors
-// (ErrNotFound, ErrEmailTaken, ErrStale, ErrUnavailable, ...) or context errors.
+// (users.ErrNotFound, users.ErrEmailTaken, users.ErrStale, users.ErrUnavailable, ...) or context errors.
 package store
 
 import (
@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/acme/usersd/users"
 )
 
 // Config sizes the pool.
@@ -76,7 +78,7 @@ func (db *DB) Close() { db.Pool.Close() }
 
 // Acquire takes a connection from the pool, waiting at most the acquire
 // timeout (pgxpool alone would wait as long as ctx allows). A wait that
-// times out, or a database that cannot be reached, is ErrUnavailable.
+// times out, or a database that cannot be reached, is users.ErrUnavailable.
 func (db *DB) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	actx := ctx
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > db.acquireTimeout {
@@ -91,7 +93,7 @@ func (db *DB) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		}
 		// %v: the pool's error is often the acquire timeout's
 		// DeadlineExceeded, which must not read as the request's deadline.
-		return nil, fmt.Errorf("%w: acquire connection: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: acquire connection: %v", users.ErrUnavailable, err)
 	}
 	return conn, nil
 }

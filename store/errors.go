@@ -9,22 +9,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
-)
 
-// Domain errors. Callers match them with errors.Is; the wrapped detail is
-// for logs only.
-var (
-	ErrNotFound   = errors.New("user not found")
-	ErrEmailTaken = errors.New("email already taken")
-	// ErrSubjectTaken is a second self sign-up by one token subject.
-	ErrSubjectTaken = errors.New("this account already has a user")
-	// ErrStale is an update or delete guarded by a version the user no
-	// longer has.
-	ErrStale = errors.New("the user has changed since it was read")
-	// ErrNotOwner is an update or delete guarded by a subject the user is
-	// not bound to.
-	ErrNotOwner    = errors.New("the user belongs to someone else")
-	ErrUnavailable = errors.New("database unavailable")
+	"github.com/acme/usersd/users"
 )
 
 // Unique indexes, by the names store/ recognises their violations by.
@@ -50,21 +36,21 @@ func classify(ctx context.Context, err error) error {
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 		switch {
 		case pgErr.Code == "23505" && pgErr.ConstraintName == emailKey:
-			return errors.Join(ErrEmailTaken, err)
+			return errors.Join(users.ErrEmailTaken, err)
 		case pgErr.Code == "23505" && pgErr.ConstraintName == subjectKey:
-			return errors.Join(ErrSubjectTaken, err)
+			return errors.Join(users.ErrSubjectTaken, err)
 		case pgErr.Code[:2] == "08", // connection exception
 			pgErr.Code == "53300",                                               // too many connections
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutting down, crashed, starting
-			return errors.Join(ErrUnavailable, err)
+			return errors.Join(users.ErrUnavailable, err)
 		}
 		return err
 	}
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, users.ErrUnavailable) {
 		return err
 	}
 	if isConnectionLoss(err) {
-		return errors.Join(ErrUnavailable, err)
+		return errors.Join(users.ErrUnavailable, err)
 	}
 	return err
 }

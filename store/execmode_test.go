@@ -1,3 +1,5 @@
+//go:build !nodb
+
 package store_test
 
 import (
@@ -14,6 +16,7 @@ import (
 
 	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 // TestQueryExecModes runs every query of the store in each of pgx's query
@@ -45,7 +48,7 @@ func TestQueryExecModes(t *testing.T) {
 
 // exerciseStore calls every method of Users once on its success path and
 // once on a refusal.
-func exerciseStore(t *testing.T, db *store.DB, users *store.Users) {
+func exerciseStore(t *testing.T, db *store.DB, st *store.Users) {
 	ctx := t.Context()
 
 	// Concurrent creates share a batch: the multi-row insert, and a
@@ -58,14 +61,14 @@ func exerciseStore(t *testing.T, db *store.DB, users *store.Users) {
 			if i == 5 {
 				email = "USER0@example.com"
 			}
-			_, errs[i] = users.Create(ctx, store.NewUser{Email: email, FullName: "Someone", Subject: fmt.Sprintf("sub-%d", i)})
+			_, errs[i] = st.Create(ctx, users.NewUser{Email: email, FullName: "Someone", Subject: fmt.Sprintf("sub-%d", i)})
 		})
 	}
 	wg.Wait()
 	dup := 0
 	for i, err := range errs {
 		switch {
-		case errors.Is(err, store.ErrEmailTaken):
+		case errors.Is(err, users.ErrEmailTaken):
 			dup++
 		case err != nil:
 			t.Fatalf("create %d: %v", i, err)
@@ -75,51 +78,51 @@ func exerciseStore(t *testing.T, db *store.DB, users *store.Users) {
 		t.Fatalf("%d creates of one email (in two cases) were refused, want 1: %v", dup, errs)
 	}
 
-	u, err := users.FindByEmail(ctx, "USER1@EXAMPLE.COM")
+	u, err := st.FindByEmail(ctx, "USER1@EXAMPLE.COM")
 	if err != nil {
 		t.Fatalf("find by email: %v", err)
 	}
-	got, err := users.Get(ctx, u.ID)
+	got, err := st.Get(ctx, u.ID)
 	if err != nil || got.Email != "user1@example.com" {
 		t.Fatalf("get %s: %+v, %v", u.ID, got, err)
 	}
-	if _, err := users.Get(ctx, uuid.Must(uuid.NewV7())); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.Get(ctx, uuid.Must(uuid.NewV7())); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("get of an unknown id: %v, want ErrNotFound", err)
 	}
-	if _, _, err := users.GetForWelcome(ctx, u.ID); err != nil {
+	if _, _, err := st.GetForWelcome(ctx, u.ID); err != nil {
 		t.Errorf("get for welcome: %v", err)
 	}
-	if err := db.InTx(ctx, func(tx pgx.Tx) error { return users.MarkWelcomedTx(ctx, tx, u.ID) }); err != nil {
+	if err := db.InTx(ctx, func(tx pgx.Tx) error { return st.MarkWelcomedTx(ctx, tx, u.ID) }); err != nil {
 		t.Errorf("mark welcomed: %v", err)
 	}
-	if _, welcomed, err := users.GetForWelcome(ctx, u.ID); err != nil || !welcomed {
+	if _, welcomed, err := st.GetForWelcome(ctx, u.ID); err != nil || !welcomed {
 		t.Errorf("get for welcome after marking: welcomed %v, %v", welcomed, err)
 	}
 
-	page, more, err := users.List(ctx, uuid.Nil, 3)
+	page, more, err := st.List(ctx, uuid.Nil, 3)
 	if err != nil || len(page) != 3 || !more {
 		t.Fatalf("list first page: %d users, more %v, %v", len(page), more, err)
 	}
-	rest, more, err := users.List(ctx, page[2].ID, 3)
+	rest, more, err := st.List(ctx, page[2].ID, 3)
 	if err != nil || len(rest) != 2 || more {
 		t.Fatalf("list second page: %d users, more %v, %v", len(rest), more, err)
 	}
 
 	name := "Renamed"
-	updated, err := users.Update(ctx, u.ID, store.Patch{FullName: &name}, store.Guard{Version: got.Version, Subject: "sub-1"})
+	updated, err := st.Update(ctx, u.ID, users.Patch{FullName: &name}, users.Guard{Version: got.Version, Subject: "sub-1"})
 	if err != nil || updated.FullName != name {
 		t.Fatalf("update: %+v, %v", updated, err)
 	}
-	if _, err := users.Update(ctx, u.ID, store.Patch{FullName: &name}, store.Guard{Version: got.Version}); !errors.Is(err, store.ErrStale) {
+	if _, err := st.Update(ctx, u.ID, users.Patch{FullName: &name}, users.Guard{Version: got.Version}); !errors.Is(err, users.ErrStale) {
 		t.Errorf("update with a stale version: %v, want ErrStale", err)
 	}
-	if err := users.Delete(ctx, u.ID, store.Guard{Subject: "someone-else"}); !errors.Is(err, store.ErrNotOwner) {
+	if err := st.Delete(ctx, u.ID, users.Guard{Subject: "someone-else"}); !errors.Is(err, users.ErrNotOwner) {
 		t.Errorf("delete of someone else's user: %v, want ErrNotOwner", err)
 	}
-	if err := users.Delete(ctx, u.ID, store.Guard{Version: updated.Version}); err != nil {
+	if err := st.Delete(ctx, u.ID, users.Guard{Version: updated.Version}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	if err := users.Delete(ctx, u.ID, store.Guard{}); !errors.Is(err, store.ErrNotFound) {
+	if err := st.Delete(ctx, u.ID, users.Guard{}); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("second delete: %v, want ErrNotFound", err)
 	}
 }

@@ -9,52 +9,23 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/acme/usersd/users"
 )
-
-// User is a stored user.
-type User struct {
-	ID        uuid.UUID
-	Email     string
-	FullName  string
-	CreatedAt time.Time
-	UpdatedAt time.Time // CreatedAt until the first update
-	Version   int64     // 1 at creation, one more on every update
-	Subject   string    // the token subject bound at self sign-up; empty if none
-}
-
-// NewUser is what Create stores.
-type NewUser struct {
-	Email    string
-	FullName string
-	Subject  string // binds the user to a token subject (self sign-up); empty for none
-}
-
-// Patch is what Update changes; nil fields stay as they are.
-type Patch struct {
-	Email    *string
-	FullName *string
-}
-
-// Guard makes an update or a delete conditional on the stored user, checked
-// atomically with the change.
-type Guard struct {
-	Version int64  // the version the caller read; 0 accepts any
-	Subject string // the user must be bound to this subject; "" accepts any
-}
 
 // Hooks run inside the transactions that change users, so that work queued
 // for a user (River jobs) commits or rolls back with it. An error from a
 // hook rolls the change back.
 type Hooks struct {
-	OnCreate func(ctx context.Context, tx pgx.Tx, users []User) error // after the insert of one batch
-	OnDelete func(ctx context.Context, tx pgx.Tx, id uuid.UUID) error // after the delete
+	OnCreate func(ctx context.Context, tx pgx.Tx, created []users.User) error // after the insert of one batch
+	OnDelete func(ctx context.Context, tx pgx.Tx, id uuid.UUID) error         // after the delete
 }
 
 // Users runs the queries on the users table.
 type Users struct {
 	db      *DB
 	hooks   Hooks
-	creates *groupCommit[NewUser, User] // nil: every create its own transaction
+	creates *groupCommit[users.NewUser, users.User] // nil: every create its own transaction
 	opts    usersOptions
 }
 
@@ -103,42 +74,42 @@ func NewUsers(db *DB, hooks Hooks, opts ...UsersOption) *Users {
 // userColumns are what every query of a whole user reads, in scanUser's order.
 const userColumns = `id, email, full_name, created_at, coalesce(updated_at, created_at), version, coalesce(subject, '')`
 
-func scanUser(row pgx.Row, u *User) error {
+func scanUser(row pgx.Row, u *users.User) error {
 	return row.Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject)
 }
 
-// Get returns the user with the given id, or ErrNotFound.
-func (s *Users) Get(ctx context.Context, id uuid.UUID) (User, error) {
+// Get returns the user with the given id, or users.ErrNotFound.
+func (s *Users) Get(ctx context.Context, id uuid.UUID) (users.User, error) {
 	u, _, err := s.get(ctx, id)
 	if err != nil {
-		return User{}, fmt.Errorf("get user: %w", err)
+		return users.User{}, fmt.Errorf("get user: %w", err)
 	}
 	return u, nil
 }
 
 // GetForWelcome returns the user and whether its welcome mail was recorded
 // as sent.
-func (s *Users) GetForWelcome(ctx context.Context, id uuid.UUID) (User, bool, error) {
+func (s *Users) GetForWelcome(ctx context.Context, id uuid.UUID) (users.User, bool, error) {
 	u, welcomed, err := s.get(ctx, id)
 	if err != nil {
-		return User{}, false, fmt.Errorf("get user for welcome: %w", err)
+		return users.User{}, false, fmt.Errorf("get user for welcome: %w", err)
 	}
 	return u, welcomed, nil
 }
 
-func (s *Users) get(ctx context.Context, id uuid.UUID) (User, bool, error) {
+func (s *Users) get(ctx context.Context, id uuid.UUID) (users.User, bool, error) {
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
-		return User{}, false, err
+		return users.User{}, false, err
 	}
 	defer conn.Release()
-	var u User
+	var u users.User
 	var welcomed bool
 	err = conn.QueryRow(ctx,
 		`SELECT `+userColumns+`, welcomed_at IS NOT NULL FROM users WHERE id = $1`, pgUUID(id),
 	).Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject, &welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, false, ErrNotFound
+		return users.User{}, false, users.ErrNotFound
 	}
 	return u, welcomed, classify(ctx, err)
 }
@@ -147,7 +118,7 @@ func (s *Users) get(ctx context.Context, id uuid.UUID) (User, bool, error) {
 // users when before is uuid.Nil), newest first, and whether more follow.
 // Keyset pagination over the UUIDv7 primary key: every page costs the same,
 // and rows inserted during a walk never shift it.
-func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, bool, error) {
+func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]users.User, bool, error) {
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("list users: %w", err)
@@ -166,36 +137,36 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]User, 
 	if err != nil {
 		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
 	}
-	users := make([]User, 0, limit+1)
-	var u User
+	page := make([]users.User, 0, limit+1)
+	var u users.User
 	_, err = pgx.ForEachRow(rows, []any{(*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject}, func() error {
-		users = append(users, u)
+		page = append(page, u)
 		return nil
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
 	}
-	if len(users) > limit {
-		return users[:limit], true, nil
+	if len(page) > limit {
+		return page[:limit], true, nil
 	}
-	return users, false, nil
+	return page, false, nil
 }
 
 // FindByEmail returns the user whose email equals email regardless of
-// case, or ErrNotFound.
-func (s *Users) FindByEmail(ctx context.Context, email string) (User, error) {
+// case, or users.ErrNotFound.
+func (s *Users) FindByEmail(ctx context.Context, email string) (users.User, error) {
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
-		return User{}, fmt.Errorf("find user by email: %w", err)
+		return users.User{}, fmt.Errorf("find user by email: %w", err)
 	}
 	defer conn.Release()
-	var u User
+	var u users.User
 	err = scanUser(conn.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email), &u)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, ErrNotFound
+		return users.User{}, users.ErrNotFound
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("find user by email: %w", classify(ctx, err))
+		return users.User{}, fmt.Errorf("find user by email: %w", classify(ctx, err))
 	}
 	return u, nil
 }
@@ -203,15 +174,15 @@ func (s *Users) FindByEmail(ctx context.Context, email string) (User, error) {
 // Update applies p to the user with id if g holds, in one statement, so
 // two updates guarded by the same version cannot both win. It returns the
 // user as stored, with a new version. It expects validated input. Errors:
-// ErrNotFound, ErrNotOwner (g.Subject), ErrStale (g.Version),
-// ErrEmailTaken.
-func (s *Users) Update(ctx context.Context, id uuid.UUID, p Patch, g Guard) (User, error) {
+// users.ErrNotFound, users.ErrNotOwner (g.Subject), users.ErrStale (g.Version),
+// users.ErrEmailTaken.
+func (s *Users) Update(ctx context.Context, id uuid.UUID, p users.Patch, g users.Guard) (users.User, error) {
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
-		return User{}, fmt.Errorf("update user: %w", err)
+		return users.User{}, fmt.Errorf("update user: %w", err)
 	}
 	defer conn.Release()
-	var u User
+	var u users.User
 	err = scanUser(conn.QueryRow(ctx,
 		`UPDATE users SET email = coalesce($2, email), full_name = coalesce($3, full_name),
 		        version = version + 1, updated_at = now()
@@ -223,14 +194,14 @@ func (s *Users) Update(ctx context.Context, id uuid.UUID, p Patch, g Guard) (Use
 		err = s.whyNot(ctx, conn, id, g)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("update user: %w", classify(ctx, err))
+		return users.User{}, fmt.Errorf("update user: %w", classify(ctx, err))
 	}
 	return u, nil
 }
 
 // Delete erases the user with id if g holds, and runs the delete hook in
-// the same transaction. Errors: ErrNotFound, ErrNotOwner, ErrStale.
-func (s *Users) Delete(ctx context.Context, id uuid.UUID, g Guard) error {
+// the same transaction. Errors: users.ErrNotFound, users.ErrNotOwner, users.ErrStale.
+func (s *Users) Delete(ctx context.Context, id uuid.UUID, g users.Guard) error {
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx,
 			`DELETE FROM users WHERE id = $1 AND ($2::bigint = 0 OR version = $2) AND ($3::text = '' OR subject = $3)`,
@@ -255,20 +226,20 @@ func (s *Users) Delete(ctx context.Context, id uuid.UUID, g Guard) error {
 // whyNot says why a guarded change of user id touched no row.
 func (s *Users) whyNot(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, id uuid.UUID, g Guard) error {
+}, id uuid.UUID, g users.Guard) error {
 	var version int64
 	var subject string
 	err := q.QueryRow(ctx, `SELECT version, coalesce(subject, '') FROM users WHERE id = $1`, pgUUID(id)).Scan(&version, &subject)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return ErrNotFound
+		return users.ErrNotFound
 	case err != nil:
 		return err
 	case g.Subject != "" && subject != g.Subject:
-		return ErrNotOwner
+		return users.ErrNotOwner
 	}
 	// The version differs, or the user changed between the two statements.
-	return ErrStale
+	return users.ErrStale
 }
 
 // MarkWelcomedTx records, inside tx, that the welcome mail of user id was
@@ -287,3 +258,5 @@ func nullable(s string) *string {
 	}
 	return &s
 }
+
+var _ users.Storage = (*Users)(nil)

@@ -418,7 +418,7 @@ func appendTimestamp(b []byte, field protowire.Number, t time.Time) []byte {
 	return b
 }
 
-// appendETag appends the user's etag as usersd makes it (server/etag.go):
+// appendETag appends the user's etag as usersd makes it (users/etag.go):
 // the version in base 36, a dash, and 32 bits of FNV-1a over id and
 // version in base 36.
 func appendETag(b []byte, u user) []byte {

@@ -14,7 +14,7 @@ import (
 	"github.com/acme/usersd/store"
 )
 
-// config is everything usersd reads from the environment (DESIGN.md).
+// config is everything usersd reads from the environment.
 type config struct {
 	DatabaseURL        string
 	MigrateDatabaseURL string // migrations' direct connection; empty: DatabaseURL

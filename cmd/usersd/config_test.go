@@ -93,3 +93,20 @@ func TestRunRejectsBadMailConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRequiresAuth: serving without an issuer stops with one line that
+// names the variable to set.
+func TestRunRequiresAuth(t *testing.T) {
+	t.Parallel()
+	for name, env := range map[string]map[string]string{
+		"AUTH_ISSUER":   {},
+		"AUTH_AUDIENCE": {"AUTH_ISSUER": "https://issuer.example"},
+		"AUTH_DISABLED": {"AUTH_DISABLED": "yes please"},
+	} {
+		env["DATABASE_URL"] = "postgres://u@127.0.0.1:1/db"
+		err := run(t.Context(), []string{"usersd"}, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err = %v, want one line naming %s", name, err, name)
+		}
+	}
+}

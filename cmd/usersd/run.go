@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +24,7 @@ import (
 	"github.com/acme/usersd/migrations"
 	"github.com/acme/usersd/server"
 	"github.com/acme/usersd/store"
+	"github.com/acme/usersd/users"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -75,8 +76,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := cfg.checkAuth(); err != nil {
 		return err
 	}
+	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
+	if err != nil {
+		return err
+	}
+	// Every port first, before the database or the jobs are touched: one
+	// that is taken stops start-up at once, with one line that names it.
+	lns, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
 
-	tel, err := newTelemetry(ctx, cfg)
+	tel, err := newTelemetry(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -89,43 +101,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 
-	a, err := newApp(ctx, cfg, log, tel)
+	a, err := newApp(ctx, cfg, log, tel, mailer)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if cfg.PprofBind != "" {
-		go servePprof(cfg.PprofBind, log)
-	}
-	if cfg.MetricsBind != "" {
-		go serveMetrics(cfg.MetricsBind, tel.metrics, log)
-	}
 
 	srv := server.NewHTTPServer(a.handler, log)
 	// The server bounds reading every request, body included, by the
 	// request timeout itself, so the handler need not set a read deadline
 	// per request (see server.withReadDeadline).
 	srv.ReadTimeout = cfg.RequestTimeout
-	ln, err := net.Listen("tcp", cfg.Bind)
-	if err != nil {
-		return fmt.Errorf("BIND %s: %w", cfg.Bind, err)
-	}
+	side := sideServers(lns, tel, log)
 	dbcfg := a.db.Pool.Config().ConnConfig
 	log.Info("usersd listening",
-		"addr", "http://"+ln.Addr().String(),
+		"addr", "http://"+lns.api.Addr().String(),
 		"database", fmt.Sprintf("%s@%s:%d/%s", dbcfg.User, dbcfg.Host, dbcfg.Port, dbcfg.Database),
 		"river_workers", cfg.RiverWorkers,
 		"version", versionString(),
 	)
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, 1+len(side))
+	go func() { serveErr <- srv.Serve(lns.api) }()
+	for _, s := range side {
+		go func() { serveErr <- s.serve() }()
+	}
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdown(cfg, log, a.health, srv, a.river)
+	return shutdown(cfg, log, a.health, srv, side, a.river)
 }
 
 func migrateOnly(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -191,11 +197,7 @@ type app struct {
 
 // newApp builds usersd from its configuration. It starts River's workers
 // (when RIVER_WORKERS > 0) but not the HTTP server.
-func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (_ *app, err error) {
-	mailer, err := jobs.NewMailer(cfg.SMTPURL, cfg.MailFrom, log)
-	if err != nil {
-		return nil, err
-	}
+func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry, mailer jobs.Mailer) (_ *app, err error) {
 	a := &app{}
 	defer func() {
 		if err != nil {
@@ -224,9 +226,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 	if err != nil {
 		return nil, err
 	}
-	users := store.NewUsers(a.db, jobs.WelcomeHooks(a.river), append(tel.storeOptions(),
+	st := store.NewUsers(a.db, jobs.WelcomeHooks(a.river), append(tel.storeOptions(),
 		store.WithGroupCommit(cfg.CreateBatch), store.WithBatchTimeout(cfg.RequestTimeout))...)
-	welcome.Users = users
+	welcome.Users = st
 	if cfg.RiverWorkers > 0 {
 		// Not ctx: its cancellation would cancel running jobs at the first
 		// signal. shutdown stops River in its turn, softly first.
@@ -235,7 +237,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 		}
 	}
 
-	mounts, publicMounts := map[string]http.Handler{}, map[string]http.Handler{}
+	mounts := map[string]http.Handler{}
 	if cfg.MetricsBind == "" {
 		mounts["GET /metrics"] = tel.metrics
 	}
@@ -246,7 +248,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 		if err != nil {
 			return nil, err
 		}
-		publicMounts[riverUIPrefix+"/"] = ui // behind its own basic auth
+		mounts[riverUIPrefix+"/"] = ui // behind its own basic auth
 	}
 
 	a.verifier, err = newVerifier(cfg, log)
@@ -258,11 +260,12 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (
 	}
 
 	a.health = server.NewHealth(a.db.Ping)
-	a.handler, err = server.New(users, a.health, server.Options{
+	svc := users.New(st, users.Options{NoteUser: server.NoteUser})
+	a.handler, err = server.New(svc, a.health, server.Options{
 		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir,
-		Mounts: mounts, PublicMounts: publicMounts, TracerProvider: tel.tp, MeterProvider: tel.mp,
+		Mounts: mounts, TracerProvider: tel.tp, MeterProvider: tel.mp,
 		Verifier:       a.verifier,
-		WebAuth:        server.WebAuth{Issuer: cfg.AuthIssuer, ClientID: cfg.WebClientID, Scope: "openid " + server.ScopeRead + " " + server.ScopeWrite},
+		WebAuth:        server.WebAuth{Issuer: cfg.AuthIssuer, ClientID: cfg.WebClientID, Scope: "openid " + users.ScopeRead + " " + users.ScopeWrite},
 		RateLimitRPS:   cfg.RateLimitRPS,
 		RateLimitIPRPS: cfg.RateLimitIPRPS,
 		TrustedProxies: cfg.TrustedProxies,
@@ -297,9 +300,10 @@ func (a *app) close() {
 	}
 }
 
-// shutdown runs the order of DESIGN.md inside SHUTDOWN_TIMEOUT: readiness
-// off, drain, HTTP server, River; the pool closes as run returns.
-func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Server, rc *river.Client[pgx.Tx]) error {
+// shutdown runs the order of docs/design.md inside SHUTDOWN_TIMEOUT:
+// readiness off, drain, the HTTP servers, River; the pool closes as run
+// returns.
+func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Server, side []sideServer, rc *river.Client[pgx.Tx]) error {
 	log.Info("shutting down", "drain", cfg.ShutdownDrain, "timeout", cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -314,6 +318,11 @@ func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Ser
 	if err := srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		_ = srv.Close()
+	}
+	for _, s := range side {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+		}
 	}
 
 	if cfg.RiverWorkers > 0 {
@@ -368,7 +377,9 @@ func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.We
 }
 
 // withDotEnv layers a .env file in the working directory under the real
-// environment, which wins.
+// environment, which wins. The OpenTelemetry SDK and its exporters read
+// OTEL_* variables from the process environment only, so .env's OTEL_*
+// variables that the environment does not set are exported into it.
 func withDotEnv(getenv func(string) string) (func(string) string, error) {
 	vars, err := godotenv.Read(".env")
 	if errors.Is(err, os.ErrNotExist) {
@@ -376,6 +387,13 @@ func withDotEnv(getenv func(string) string) (func(string) string, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf(".env: %w", err)
+	}
+	for k, v := range vars {
+		if strings.HasPrefix(k, "OTEL_") && getenv(k) == "" {
+			if err := os.Setenv(k, v); err != nil {
+				return nil, fmt.Errorf(".env: %s: %w", k, err)
+			}
+		}
 	}
 	return func(k string) string { return cmp.Or(getenv(k), vars[k]) }, nil
 }
@@ -391,20 +409,4 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 		return slog.New(traceHandler{slog.NewTextHandler(w, opts)})
 	}
 	return slog.New(traceHandler{slog.NewJSONHandler(w, opts)})
-}
-
-// servePprof exposes net/http/pprof on its own listener, only when
-// PPROF_BIND is set: profiles reveal internals and cost CPU.
-func servePprof(addr string, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	log.Info("pprof listening", "addr", addr)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: server.ReadHeaderTimeout}
-	if err := srv.ListenAndServe(); err != nil {
-		log.Error("pprof server", "err", err)
-	}
 }

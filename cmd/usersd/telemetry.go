@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
@@ -33,7 +32,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/acme/usersd/server"
 	"github.com/acme/usersd/store"
 )
 
@@ -52,7 +50,7 @@ type telemetry struct {
 // console); then autoexport reads the endpoint, protocol and headers, and
 // the SDK reads the sampler and resource variables. Metrics always feed
 // /metrics, with Go runtime and process collectors.
-func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
+func newTelemetry(ctx context.Context, getenv func(string) string) (*telemetry, error) {
 	// W3C trace context and baggage, in from clients and out to River jobs.
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 
@@ -67,7 +65,7 @@ func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
 
 	t := &telemetry{tp: tracenoop.NewTracerProvider()}
 	var shutdowns []func(context.Context) error
-	exp, err := spanExporter(ctx)
+	exp, err := spanExporter(ctx, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -96,17 +94,18 @@ func newTelemetry(ctx context.Context, cfg config) (*telemetry, error) {
 
 // spanExporter chooses the exporter as OTEL_TRACES_EXPORTER and
 // OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL say; nil means tracing is off. The
-// exporters read the other OTEL_EXPORTER_OTLP_* variables themselves.
-// (contrib's autoexport does the same but links the metric and log
-// exporters too, a few MB of binary we do not use.)
-func spanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
-	switch name := os.Getenv("OTEL_TRACES_EXPORTER"); name {
+// exporters read the other OTEL_EXPORTER_OTLP_* variables themselves, from
+// the process environment (withDotEnv puts .env's there). (contrib's
+// autoexport does the same but links the metric and log exporters too, a
+// few MB of binary we do not use.)
+func spanExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	switch name := getenv("OTEL_TRACES_EXPORTER"); name {
 	case "", "none":
 		return nil, nil
 	case "console":
 		return stdouttrace.New()
 	case "otlp":
-		proto := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf")
+		proto := cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf")
 		switch proto {
 		case "http/protobuf":
 			return otlptracehttp.New(ctx)
@@ -190,17 +189,6 @@ func (*jobTraceParent) Work(ctx context.Context, job *rivertype.JobRow, doInner 
 		ctx = propagation.TraceContext{}.Extract(ctx, carrier)
 	}
 	return doInner(ctx)
-}
-
-// serveMetrics serves /metrics on its own listener (METRICS_BIND).
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", h)
-	log.Info("metrics listening", "addr", addr)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: server.ReadHeaderTimeout}
-	if err := srv.ListenAndServe(); err != nil {
-		log.Error("metrics server", "err", err)
-	}
 }
 
 // traceHandler adds the trace and span ids of the context's span to every

@@ -15,9 +15,11 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// telemetry is the OpenTelemetry set-up shared by the Connect interceptor,
-// the REST routes and the access middleware.
-type telemetry struct {
+// instruments are the OpenTelemetry tracer, propagator and histograms
+// that the Connect interceptor, the REST routes and the access middleware
+// share. (The providers behind them, and their exporters, are the
+// binary's to set up.)
+type instruments struct {
 	tp      trace.TracerProvider
 	mp      metric.MeterProvider
 	prop    propagation.TextMapPropagator
@@ -39,8 +41,8 @@ type attrKey struct {
 	a, b, c string
 }
 
-func newTelemetry(opts Options) (*telemetry, error) {
-	t := &telemetry{
+func newInstruments(opts Options) (*instruments, error) {
+	t := &instruments{
 		tp:   opts.TracerProvider,
 		mp:   opts.MeterProvider,
 		prop: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
@@ -72,7 +74,7 @@ func newTelemetry(opts Options) (*telemetry, error) {
 // the caller's trace, when tracing is on; its trace ids go to the access
 // line. With tracing off it costs nothing. (Metrics come from the access
 // middleware either way.)
-func (t *telemetry) traced(route string, h http.HandlerFunc) http.Handler {
+func (t *instruments) traced(route string, h http.HandlerFunc) http.Handler {
 	if !t.tracing {
 		return h
 	}
@@ -88,7 +90,7 @@ func (t *telemetry) traced(route string, h http.HandlerFunc) http.Handler {
 }
 
 // recordHTTP adds one plain HTTP request to its histogram.
-func (t *telemetry) recordHTTP(ctx context.Context, route, method string, status int, seconds float64) {
+func (t *instruments) recordHTTP(ctx context.Context, route, method string, status int, seconds float64) {
 	code := strconv.Itoa(status)
 	t.httpDuration.Record(ctx, seconds, t.attrs(attrKey{false, route, method, code}, func() attribute.Set {
 		return attribute.NewSet(
@@ -100,7 +102,7 @@ func (t *telemetry) recordHTTP(ctx context.Context, route, method string, status
 }
 
 // recordRPC adds one RPC to its histogram.
-func (t *telemetry) recordRPC(ctx context.Context, procedure, protocol, code string, seconds float64) {
+func (t *instruments) recordRPC(ctx context.Context, procedure, protocol, code string, seconds float64) {
 	t.rpcDuration.Record(ctx, seconds, t.attrs(attrKey{true, procedure, protocol, code}, func() attribute.Set {
 		return attribute.NewSet(
 			attribute.String("rpc.method", procedure),
@@ -110,7 +112,7 @@ func (t *telemetry) recordRPC(ctx context.Context, procedure, protocol, code str
 	}))
 }
 
-func (t *telemetry) attrs(key attrKey, build func() attribute.Set) metric.MeasurementOption {
+func (t *instruments) attrs(key attrKey, build func() attribute.Set) metric.MeasurementOption {
 	if opt, ok := t.attrSets.Load(key); ok {
 		return opt.(metric.MeasurementOption)
 	}
@@ -120,7 +122,5 @@ func (t *telemetry) attrs(key attrKey, build func() attribute.Set) metric.Measur
 
 // setSpan records the request's span for the access log line.
 func setSpan(ctx context.Context) {
-	if a, ok := ctx.Value(accessKey{}).(*access); ok {
-		a.span = trace.SpanContextFromContext(ctx)
-	}
+	noteAccess(ctx, func(a *access) { a.span = trace.SpanContextFromContext(ctx) })
 }
