@@ -60,7 +60,7 @@ test-cluster: build
 
 ## build: the usersd binary in bin/, with release flags
 build:
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o bin/usersd ./cmd/usersd
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$$(scripts/version.sh)" -o bin/usersd ./cmd/usersd
 
 ## web: build the demo page into web-client/dist
 web: web-client/node_modules/.package-lock.json

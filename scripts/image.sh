@@ -21,7 +21,7 @@ GO=${GO:-go}
 
 out=${IMAGE_ARCHIVE:-bin/usersd-image.tar}
 name=${IMAGE_NAME:-usersd}
-version=$(git describe --always --dirty 2>/dev/null || echo dev)
+version=$(scripts/version.sh)
 revision=$(git rev-parse HEAD 2>/dev/null || true)
 created=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 certs=/etc/ssl/certs/ca-certificates.crt

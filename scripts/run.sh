@@ -32,13 +32,16 @@ if [ -z "${WEB_DIR:-}" ] && [ -f web-client/dist/index.html ]; then
   export WEB_DIR=web-client/dist
 fi
 
-mkdir -p bin
-go build -o bin/usersd ./cmd/usersd
+# BIN: where the binaries go (bin/; the tests build elsewhere). The same
+# version stamp as make build and the image.
+BIN=${BIN:-bin}
+mkdir -p "$BIN"
+go build -ldflags "-X main.version=$(scripts/version.sh)" -o "$BIN/usersd" ./cmd/usersd
 
 if [ -z "${AUTH_ISSUER:-}" ] && [ "${AUTH_DISABLED:-}" != true ]; then
   addr=${DEV_ISSUER_ADDR:-127.0.0.1:8001}
-  go build -o bin/devissuer ./cmd/devissuer
-  bin/devissuer serve -addr "$addr" -audience usersd &
+  go build -o "$BIN/devissuer" ./cmd/devissuer
+  "$BIN/devissuer" serve -addr "$addr" -audience usersd &
   issuer=$!
   trap 'kill "$issuer" 2>/dev/null || true' EXIT
   for i in $(seq 50); do
@@ -51,4 +54,4 @@ if [ -z "${AUTH_ISSUER:-}" ] && [ "${AUTH_DISABLED:-}" != true ]; then
   echo "run.sh: development issuer at $AUTH_ISSUER; get a token with: TOKEN=\$(make -s token)" >&2
 fi
 
-bin/usersd "$@"
+"$BIN/usersd" "$@"

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/acme/usersd/internal/proctest"
 )
 
 // TestBusyPortStopsStartup: a port that is taken (the API's, pprof's or
@@ -135,4 +138,26 @@ func (c *collector) traces() map[string][]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return maps.Clone(c.spans)
+}
+
+// TestMakeRunStampsVersion: the binary make run builds reports the same
+// version as make build and the image (scripts/version.sh), not (devel).
+func TestMakeRunStampsVersion(t *testing.T) {
+	t.Parallel()
+	root := proctest.RepoRoot(t)
+	want, err := exec.Command(filepath.Join(root, "scripts", "version.sh")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := exec.Command(filepath.Join(root, "scripts", "run.sh"), "version")
+	// A database URL and AUTH_DISABLED, on purpose: run.sh then starts no
+	// PostgreSQL and no issuer, and usersd only prints its version.
+	run.Env = append(os.Environ(), "DATABASE_URL=postgres://u@127.0.0.1:1/db", "AUTH_DISABLED=true", "BIN="+t.TempDir())
+	out, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/run.sh version: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "usersd "+strings.TrimSpace(string(want)) {
+		t.Errorf("make run's usersd says %q, want %q", got, "usersd "+strings.TrimSpace(string(want)))
+	}
 }

@@ -35,10 +35,13 @@ const (
 )
 
 // secretVars hold credentials: they come from the Secret, never from the
-// ConfigMap or a literal. requiredSecrets are not optional.
+// ConfigMap or a literal. requiredSecrets are not optional anywhere;
+// servingSecrets not in the Deployment (without SMTP_URL usersd mails
+// nobody: its mailer for development only logs that it did not).
 var (
 	secretVars      = []string{"DATABASE_URL", "MIGRATE_DATABASE_URL", "SMTP_URL", "RIVER_UI_PASSWORD"}
 	requiredSecrets = []string{"DATABASE_URL", "MIGRATE_DATABASE_URL"}
+	servingSecrets  = append(slices.Clone(requiredSecrets), "SMTP_URL")
 	// runtimeVars are the Go runtime's, not usersd's, set from the resources.
 	runtimeVars = []string{"GOMAXPROCS", "GOMEMLIMIT"}
 )
@@ -329,7 +332,7 @@ func checkEnv(p *problems, env map[string]envValue, vars []string) {
 		if v.secret.Name != secretName {
 			p.add("Deployment: %s comes from Secret %q, want %q", k, v.secret.Name, secretName)
 		}
-		if slices.Contains(requiredSecrets, k) && v.secret.Optional != nil && *v.secret.Optional {
+		if slices.Contains(servingSecrets, k) && v.secret.Optional != nil && *v.secret.Optional {
 			p.add("Deployment: %s must not be optional", k)
 		}
 	}

@@ -170,6 +170,13 @@ func TestBrokenManifestsFail(t *testing.T) {
 				}
 			}
 		}, "DATABASE_URL must not be optional"},
+		{"SMTP_URL optional", func(m *Manifests, _ *[]string) {
+			for i, e := range ctr(m).Env {
+				if e.Name == "SMTP_URL" {
+					ctr(m).Env[i].ValueFrom.SecretKeyRef.Optional = ptr(true)
+				}
+			}
+		}, "SMTP_URL must not be optional"},
 		{"River listens through PgBouncer", func(m *Manifests, _ *[]string) { config(m)["RIVER_POLL_ONLY"] = "false" }, "RIVER_POLL_ONLY"},
 		{"job serves", func(m *Manifests, _ *[]string) { job(m).Args = []string{"serve"} }, "no migration Job"},
 		{"job without MIGRATE_DATABASE_URL", func(m *Manifests, _ *[]string) {
