@@ -1,9 +1,10 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
@@ -59,7 +59,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "usersd")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := proctest.Exec(proctest.Command{Path: "go", Args: []string{"build", "-o", binPath, "."}}, 5*time.Minute)
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -70,7 +70,6 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// wait returns usersd's exit code, failing after limit.
 // withAuthOff turns authentication and the client IP limit off, on
 // purpose: for the tests of shutdown, jobs and telemetry, which are about
 // something else (TestBinaryAuthentication runs the binary with it on).
@@ -80,6 +79,7 @@ func withAuthOff(env map[string]string) map[string]string {
 	return env
 }
 
+// wait returns usersd's exit code, failing after limit.
 func wait(t *testing.T, p *proctest.Process, limit time.Duration) int {
 	t.Helper()
 	code, exited := p.Wait(limit)
@@ -109,11 +109,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 
 	// Make reads slow: hold a lock that GetUser must wait for.
 	ctx := t.Context()
-	locker, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close(context.WithoutCancel(ctx))
+	locker := dbtest.Connect(t, dbURL)
 	tx := dbtest.LockUsers(t, locker)
 
 	const inflight = 5
@@ -130,7 +126,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 			results <- err
 		}()
 	}
-	waitBlocked(t, locker, inflight)
+	dbtest.WaitLockWaiters(t, dbURL, inflight, 10*time.Second)
 
 	sent := time.Now()
 	if err := p.Signal(syscall.SIGTERM); err != nil {
@@ -169,34 +165,6 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	}
 }
 
-// waitBlocked waits until n queries wait on a lock.
-func waitBlocked(t *testing.T, conn *pgx.Conn, n int) {
-	t.Helper()
-	// The locker is inside a transaction: ask through a second connection.
-	cfg := conn.Config()
-	probe, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close(context.WithoutCancel(t.Context()))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int
-		err := probe.QueryRow(t.Context(),
-			`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d queries waiting on the lock, want %d", waiting, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestShutdownKeepsRunningJob: SIGTERM while the welcome mail is being sent.
 // With time to spare the job finishes; without, it is cancelled and left
 // for a retry. Either way it is not lost.
@@ -219,27 +187,14 @@ func TestShutdownKeepsRunningJob(t *testing.T) {
 			p := proctest.Start(t, binary(t), withAuthOff(map[string]string{
 				"DATABASE_URL": dbURL, "SHUTDOWN_TIMEOUT": tc.timeout, "SMTP_URL": "smtp://" + mail.Addr,
 			}))
-			resp, err := http.Post(p.URL+"/users", "application/json", strings.NewReader(`{"email":"job@example.com","full_name":"Job"}`))
-			if err != nil || resp.StatusCode != http.StatusCreated {
-				t.Fatalf("create: %v %v", resp, err)
-			}
-			resp.Body.Close()
-			select {
-			case <-mail.Arrived():
-			case <-time.After(15 * time.Second):
-				t.Fatal("the welcome job did not start")
-			}
+			createAwaitingMail(t, p, mail, "job@example.com", "the welcome job did not start")
 			if err := p.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			if code := wait(t, p, 20*time.Second); code != 0 {
 				t.Errorf("exit code %d, want 0", code)
 			}
-			conn, err := pgx.Connect(t.Context(), dbURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(context.WithoutCancel(t.Context()))
+			conn := dbtest.Connect(t, dbURL)
 			var state string
 			if err := conn.QueryRow(t.Context(), `SELECT state FROM river_job WHERE kind = 'welcome_email'`).Scan(&state); err != nil {
 				t.Fatal(err)
@@ -376,11 +331,16 @@ func TestHealthcheckCommand(t *testing.T) {
 	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{"DATABASE_URL": dbtest.URL(t), "RIVER_WORKERS": "0"}), proctest.WaitReady())
 	_, port, _ := net.SplitHostPort(p.Addr)
 	check := func(bind string) (int, string) {
-		cmd := exec.Command(binary(t), "healthcheck")
-		cmd.Dir = t.TempDir()
-		cmd.Env = []string{"BIND=" + bind}
-		out, _ := cmd.CombinedOutput()
-		return cmd.ProcessState.ExitCode(), string(out)
+		out, err := proctest.Exec(proctest.Command{Path: binary(t), Args: []string{"healthcheck"}, Dir: t.TempDir(), Env: []string{"BIND=" + bind}}, time.Minute)
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, out
+		case errors.As(err, &exit):
+			return exit.ExitCode(), out
+		}
+		t.Fatalf("usersd healthcheck: %v", err)
+		return 0, ""
 	}
 	for _, bind := range []string{p.Addr, "0.0.0.0:" + port} {
 		if code, out := check(bind); code != 0 {
@@ -410,17 +370,23 @@ func TestMigrateDatabaseURL(t *testing.T) {
 	}
 	nowhere := "postgres://u@" + ln.Addr().String() + "/db?connect_timeout=2"
 	ln.Close()
-	cmd := exec.Command(binary(t), "migrate")
-	cmd.Dir = t.TempDir()
-	cmd.Env = []string{"DATABASE_URL=" + dbURL, "MIGRATE_DATABASE_URL=" + nowhere}
-	if out, err := cmd.CombinedOutput(); err == nil {
+	migrate := proctest.Command{Path: binary(t), Args: []string{"migrate"}, Dir: t.TempDir(), Env: []string{"DATABASE_URL=" + dbURL, "MIGRATE_DATABASE_URL=" + nowhere}}
+	if out, err := proctest.Exec(migrate, time.Minute); err == nil {
 		t.Errorf("usersd migrate with an unreachable MIGRATE_DATABASE_URL succeeded: %s", out)
 	}
 	mail := smtptest.New(t)
 	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{
 		"DATABASE_URL": dbURL, "MIGRATE_DATABASE_URL": dbURL, "RIVER_POLL_ONLY": "true", "SMTP_URL": "smtp://" + mail.Addr,
 	}), proctest.WaitReady())
-	resp, err := http.Post(p.URL+"/users", "application/json", strings.NewReader(`{"email":"poll@example.com","full_name":"Poll"}`))
+	createAwaitingMail(t, p, mail, "poll@example.com", "no welcome mail with RIVER_POLL_ONLY=true")
+}
+
+// createAwaitingMail creates a user over REST and waits up to 15s for its
+// welcome mail to reach mail, failing with noMail when it does not.
+func createAwaitingMail(t *testing.T, p *proctest.Process, mail *smtptest.Server, email, noMail string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"email": email, "full_name": "Mail Test"})
+	resp, err := http.Post(p.URL+"/users", "application/json", bytes.NewReader(body))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %v %v", resp, err)
 	}
@@ -428,6 +394,6 @@ func TestMigrateDatabaseURL(t *testing.T) {
 	select {
 	case <-mail.Arrived():
 	case <-time.After(15 * time.Second):
-		t.Fatal("no welcome mail with RIVER_POLL_ONLY=true")
+		t.Fatal(noMail)
 	}
 }

@@ -1,45 +1,61 @@
-// Package proctest runs a usersd binary as a subprocess of a test: on a free
-// loopback port, with its output captured, stopped when the test ends.
+// Package proctest runs commands as subprocesses of a test: usersd itself
+// and what the suites put around it (HAProxy, PgBouncer, podman, PostgreSQL's
+// tools). A process's output is captured line by line; it is stopped when the
+// test ends, and its output is logged when the test failed.
 package proctest
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// startTimeout bounds how long Start waits for the process to listen (and,
-// with WaitReady, to be ready).
-const startTimeout = 30 * time.Second
+// Command is a program to run.
+type Command struct {
+	Name string   // in logs and failures; the base name of Path when empty
+	Path string   // the executable
+	Args []string // without the program name
+	Env  []string // KEY=value; nil: the test's own environment
+	Dir  string   // the working directory; empty: the test's own
+	// Credential runs the process as another user: PgBouncer and the
+	// PostgreSQL server refuse to run as root.
+	Credential *syscall.Credential
+}
 
-// Process is one running usersd. Addr and URL are set once Start returns.
+// Process is one run of a Command. Addr and URL are set for usersd once it
+// has logged where it listens (WaitListening; Start does it).
 type Process struct {
+	Name   string
 	Addr   string      // 127.0.0.1:port the process listens on
 	URL    string      // "http://" + Addr
 	Output *SyncBuffer // everything the process wrote to stdout and stderr
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited and its output is complete
+	command Command
+	opts    options
+	group   *Group
+	run     int // 1 for the first run of the command, 2 for its restart...
+	cmd     *exec.Cmd
+	started time.Time
+	exitAt  time.Time     // valid once done is closed
+	done    chan struct{} // closed once the process has exited and its output is complete
 }
 
-// Option adjusts Start.
+// Option adjusts Run and Start.
 type Option func(*options)
 
 type options struct {
 	ready       bool
 	stopTimeout time.Duration
-	checkOutput func(t testing.TB, output string)
+	logTail     int
+	checks      []func(t testing.TB, p *Process)
 }
 
 // WaitReady makes Start return only once GET /livez and then GET /healthz
@@ -55,118 +71,207 @@ func StopGracefully(d time.Duration) Option { return func(o *options) { o.stopTi
 // output, after the process has exited and before the output is logged for a
 // failed test, so that check can fail the test on what the process wrote.
 func CheckOutput(check func(t testing.TB, output string)) Option {
-	return func(o *options) { o.checkOutput = check }
+	return func(o *options) {
+		o.checks = append(o.checks, func(t testing.TB, p *Process) { check(t, p.Output.String()) })
+	}
 }
 
-// Start runs bin in a fresh temp directory (so no stray .env is read) with
-// only PATH, BIND=127.0.0.1:0, LOG_FORMAT=json and LOG_LEVEL=info in its
-// environment, plus env, which may override them. It returns once the
-// process has logged its "usersd listening" line, failing the test when that
-// does not happen within 30s. When the test ends the process is stopped (see
-// StopGracefully) and, if the test failed, its output is logged.
-func Start(t testing.TB, bin string, env map[string]string, opts ...Option) *Process {
+// LogTail makes a failed test log only the last n lines of the output:
+// enough for a long-running proxy whose request log runs to thousands.
+func LogTail(n int) Option { return func(o *options) { o.logTail = n } }
+
+// outputGrace is how long a process's output may stay open after it has
+// exited: a child it leaves running (podman's conmon) may hold it forever.
+const outputGrace = 5 * time.Second
+
+// Group is processes whose lifetime is one test's: when that test ends,
+// those still running are stopped all at once (each as its options say),
+// and then every process of the group, restarts included, has its output
+// checked and, if the test failed, logged. A suite whose processes outlive
+// the subtest that started (or restarted) them keeps them in a group of the
+// parent test.
+type Group struct {
+	mu    sync.Mutex
+	procs []*Process
+}
+
+// NewGroup returns an empty group that ends with t.
+func NewGroup(t testing.TB) *Group {
+	g := &Group{}
+	t.Cleanup(func() { g.end(t) })
+	return g
+}
+
+// Run starts c in g. t is the test that fails when c cannot start; it may
+// be a subtest of the group's test.
+func (g *Group) Run(t testing.TB, c Command, opts ...Option) *Process {
 	t.Helper()
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cmd := exec.Command(bin)
-	cmd.Dir = t.TempDir()
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BIND=127.0.0.1:0", "LOG_FORMAT=json", "LOG_LEVEL=info"}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v) // a later duplicate wins
+	return g.start(t, c, o, 1)
+}
+
+// Run starts c, stopped when t ends.
+func Run(t testing.TB, c Command, opts ...Option) *Process {
+	t.Helper()
+	return NewGroup(t).Run(t, c, opts...)
+}
+
+// Restart runs p's command again, with the same options, in p's group (so
+// it lives as long as p's test), and returns the new process, named
+// "name#2" and so on. p must have exited; the caller ends it as it wants
+// (SIGTERM, kill -9) first. It does not wait for anything: for usersd, call
+// WaitListening or WaitReady.
+func (p *Process) Restart(t testing.TB) *Process {
+	t.Helper()
+	if !p.Exited() {
+		t.Fatalf("restart %s: it is still running", p.Name)
 	}
-	p := &Process{Output: &SyncBuffer{}, cmd: cmd, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.Output, p.Output
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+	return p.group.start(t, p.command, p.opts, p.run+1)
+}
+
+func (g *Group) start(t testing.TB, c Command, o options, run int) *Process {
+	t.Helper()
+	p, err := start(c, o, run)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.stop(t, o) })
-	if err := p.waitStarted(time.Now().Add(startTimeout), o.ready); err != nil {
-		t.Fatalf("usersd did not start: %v", err) // the cleanup logs its output
-	}
+	p.group = g
+	g.mu.Lock()
+	g.procs = append(g.procs, p)
+	g.mu.Unlock()
 	return p
 }
 
-// waitStarted waits for the "usersd listening" line and, when ready is set,
-// for /livez and /healthz to answer 200.
-func (p *Process) waitStarted(deadline time.Time, ready bool) error {
-	for {
-		exited := p.Exited()
-		if p.Addr = listenAddr(p.Output.String()); p.Addr != "" {
-			break
-		}
-		if exited {
-			return fmt.Errorf("exited with code %d before listening", p.cmd.ProcessState.ExitCode())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no \"usersd listening\" line within %s", startTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+// start runs c with its stdout and stderr on one pipe of 1 MiB, read
+// continuously: HAProxy writes its log without blocking and drops the lines
+// the pipe cannot take at once, and the suites need every line. The process
+// gets SIGKILL if the test binary dies (a timeout's panic), so none is left
+// behind.
+func start(c Command, o options, run int) (*Process, error) {
+	p := &Process{
+		Name:    cmp.Or(c.Name, filepath.Base(c.Path)),
+		Output:  &SyncBuffer{},
+		command: c,
+		opts:    o,
+		run:     run,
+		done:    make(chan struct{}),
 	}
-	p.URL = "http://" + p.Addr
-	if !ready {
-		return nil
+	if run > 1 {
+		p.Name += "#" + strconv.Itoa(run)
 	}
-	c := &http.Client{Timeout: 2 * time.Second}
-	defer c.CloseIdleConnections()
-	for _, path := range []string{"/livez", "/healthz"} {
-		for {
-			if p.Exited() {
-				return errors.New("exited during start-up")
-			}
-			resp, err := c.Get(p.URL + path)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("GET %s not 200 within %s (last: %v)", path, startTimeout, err)
-			}
-			time.Sleep(50 * time.Millisecond)
+	cmd := exec.Command(c.Path, c.Args...)
+	cmd.Env, cmd.Dir = c.Env, c.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: c.Credential}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	const fSetPipeSize = 1031 // F_SETPIPE_SZ (Linux); not in package syscall
+	// Should it fail, HAProxy's DroppedLogs counter tells (test/cluster).
+	_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, w.Fd(), fSetPipeSize, 1<<20)
+	cmd.Stdout, cmd.Stderr = w, w
+	p.cmd = cmd
+	p.started = time.Now()
+	err = cmd.Start()
+	w.Close() // the child has its own copy
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(p.Output, r)
+		close(copied)
+	}()
+	go func() {
+		_ = cmd.Wait()
+		p.exitAt = time.Now()
+		select {
+		case <-copied:
+		case <-time.After(outputGrace):
 		}
-	}
-	return nil
+		r.Close()
+		<-copied
+		close(p.done)
+	}()
+	return p, nil
 }
 
-// listenAddr is the address of the first JSON "usersd listening" line in
-// output, without its http:// prefix, or "" when there is none yet.
-func listenAddr(output string) string {
-	for line := range strings.SplitSeq(output, "\n") {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "usersd listening" {
-			return strings.TrimPrefix(rec.Addr, "http://")
-		}
+// Exec runs c to its end and returns its output (stdout and stderr
+// together). The error is an *exec.ExitError when c exited non-zero; c is
+// killed, and the error says so, when it still runs after timeout.
+func Exec(c Command, timeout time.Duration) (string, error) {
+	p, err := start(c, options{}, 1)
+	if err != nil {
+		return "", err
 	}
-	return ""
+	if _, exited := p.Wait(timeout); !exited {
+		p.kill()
+		return p.Output.String(), fmt.Errorf("still running after %s; killed", timeout)
+	}
+	if !p.cmd.ProcessState.Success() {
+		return p.Output.String(), &exec.ExitError{ProcessState: p.cmd.ProcessState}
+	}
+	return p.Output.String(), nil
 }
 
-// stop ends the process as o says, then checks and logs its output.
-func (p *Process) stop(t testing.TB, o options) {
-	if !p.Exited() && o.stopTimeout > 0 {
-		_ = p.Signal(syscall.SIGTERM)
-		if _, exited := p.Wait(o.stopTimeout); !exited {
-			t.Errorf("usersd did not exit within %s of SIGTERM; killing it", o.stopTimeout)
+// end stops the group's running processes together, then checks and logs
+// the output of each.
+func (g *Group) end(t testing.TB) {
+	g.mu.Lock()
+	procs := g.procs
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() {
+			if d := p.opts.stopTimeout; d > 0 && !p.Stop(syscall.SIGTERM, d) {
+				t.Errorf("%s did not exit within %s of SIGTERM; killed it", p.Name, d)
+			}
+			p.kill()
+		})
+	}
+	wg.Wait()
+	for _, p := range procs {
+		for _, check := range p.opts.checks {
+			check(t, p)
 		}
 	}
+	if !t.Failed() {
+		return
+	}
+	for _, p := range procs {
+		out, what := p.Output.String(), ""
+		if p.opts.logTail > 0 {
+			out, what = Tail(out, p.opts.logTail), fmt.Sprintf(", last %d lines", p.opts.logTail)
+		}
+		t.Logf("%s output (%s%s):\n%s", p.Name, cmp.Or(p.Addr, "pid "+strconv.Itoa(p.Pid())), what, out)
+	}
+}
+
+// Stop sends sig and waits up to d for the process to exit, then kills it.
+// It reports whether the process exited by itself in time (true as well
+// when it had exited already).
+func (p *Process) Stop(sig os.Signal, d time.Duration) bool {
+	if p.Exited() {
+		return true
+	}
+	_ = p.Signal(sig)
+	if _, exited := p.Wait(d); exited {
+		return true
+	}
+	p.kill()
+	return false
+}
+
+// kill ends the process at once, if it still runs, and waits for its end.
+func (p *Process) kill() {
 	if !p.Exited() {
 		_ = p.cmd.Process.Kill()
-		<-p.done
 	}
-	output := p.Output.String()
-	if o.checkOutput != nil {
-		o.checkOutput(t, output)
-	}
-	if t.Failed() {
-		t.Logf("usersd output (%s):\n%s", cmp.Or(p.Addr, "not listening"), output)
-	}
+	<-p.done
 }
 
 // Signal sends sig to the process.
@@ -174,6 +279,9 @@ func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig)
 
 // Pid is the process's id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Started is when the process was started.
+func (p *Process) Started() time.Time { return p.started }
 
 // Exited reports whether the process has exited.
 func (p *Process) Exited() bool {
@@ -185,34 +293,24 @@ func (p *Process) Exited() bool {
 	}
 }
 
+// ExitTime is when the test saw the process exit (its sockets were closed
+// by then), or the zero time while it runs.
+func (p *Process) ExitTime() time.Time {
+	if !p.Exited() {
+		return time.Time{}
+	}
+	return p.exitAt
+}
+
 // Wait waits up to d for the process to exit and returns its exit code (-1
 // when a signal ended it); exited is false when it is still running after d.
 func (p *Process) Wait(d time.Duration) (code int, exited bool) {
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode(), true
-	case <-time.After(d):
-		return 0, false
+	if !p.Exited() {
+		select {
+		case <-p.done:
+		case <-time.After(d):
+			return 0, false
+		}
 	}
-}
-
-// SyncBuffer is a bytes.Buffer that may be written and read concurrently.
-// Its zero value is empty and ready to use.
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends b to the buffer; it never fails.
-func (s *SyncBuffer) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(b)
-}
-
-// String returns everything written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
+	return p.cmd.ProcessState.ExitCode(), true
 }

@@ -20,6 +20,9 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/loadtest"
+	"github.com/acme/usersd/internal/proctest"
 	"github.com/acme/usersd/migrations"
 )
 
@@ -74,12 +77,14 @@ func testStartTogether(t *testing.T, c *cluster) []call {
 	for _, r := range c.replicas {
 		r.start(t)
 	}
-	spread := c.replicas[len(c.replicas)-1].cur().started.Sub(c.replicas[0].cur().started)
+	spread := c.replicas[len(c.replicas)-1].cur().Started().Sub(c.replicas[0].cur().Started())
 	var wg sync.WaitGroup
 	ready := make([]time.Duration, len(c.replicas))
 	for i, r := range c.replicas {
 		wg.Go(func() {
-			r.waitReady(t, 60*time.Second)
+			if err := r.ready(60 * time.Second); err != nil {
+				t.Error(err)
+			}
 			ready[i] = time.Since(start)
 		})
 	}
@@ -94,7 +99,7 @@ func testStartTogether(t *testing.T, c *cluster) []call {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no migrations embedded: %v", err)
 	}
-	conn := c.pgConn(t)
+	conn := dbtest.Connect(t, c.db.URL)
 	var riverVersions []int
 	rows, err := conn.Query(t.Context(), "SELECT version FROM river_migration ORDER BY version")
 	if err == nil {
@@ -113,13 +118,13 @@ func testStartTogether(t *testing.T, c *cluster) []call {
 	appBy, riverBy := map[int][]string{}, map[int][]string{}
 	for _, r := range c.replicas {
 		p := r.cur()
-		for _, rec := range logRecords(p, "applying migration") {
+		for _, rec := range p.LogRecords("applying migration") {
 			v, _ := rec["version"].(float64)
-			appBy[int(v)] = append(appBy[int(v)], p.name)
+			appBy[int(v)] = append(appBy[int(v)], p.Name)
 		}
-		for _, rec := range logRecords(p, "applied river migration") {
+		for _, rec := range p.LogRecords("applied river migration") {
 			v, _ := rec["version"].(float64)
-			riverBy[int(v)] = append(riverBy[int(v)], p.name)
+			riverBy[int(v)] = append(riverBy[int(v)], p.Name)
 		}
 	}
 	for v := 1; v <= len(files); v++ {
@@ -151,19 +156,19 @@ func testStartTogether(t *testing.T, c *cluster) []call {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			cr := e.do(ctx, "create", "")
 			calls = append(calls, cr)
-			if cr.err == nil {
-				calls = append(calls, e.do(ctx, "get", cr.userID), e.do(ctx, "list", ""))
+			if cr.Result.err == nil {
+				calls = append(calls, e.do(ctx, "get", cr.Result.userID), e.do(ctx, "list", ""))
 			}
 			cancel()
 		}
 	}
-	for _, f := range failures(calls) {
+	for _, f := range loadtest.Failures(calls) {
 		t.Errorf("call through HAProxy failed: %v", f)
 	}
 	served := map[string]int{}
 	logs := c.haproxy.waitLogged(t, calls)
 	for _, cl := range calls {
-		served[logs[cl.reqID].server]++
+		served[logs[cl.Result.reqID].server]++
 	}
 	for _, r := range c.replicas {
 		if served[r.name] == 0 {
@@ -183,16 +188,16 @@ func testRollingRestart(t *testing.T, c *cluster) []call {
 	for _, r := range c.replicas {
 		p := r.cur()
 		sig := time.Now()
-		if err := p.signal(syscall.SIGTERM); err != nil {
+		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		code, ok := p.wait(shutdownTimeout + 5*time.Second)
+		code, ok := p.Wait(shutdownTimeout + 5*time.Second)
 		exited := time.Now()
 		if !ok {
-			t.Fatalf("%s still running %s after SIGTERM", p.name, time.Since(sig))
+			t.Fatalf("%s still running %s after SIGTERM", p.Name, time.Since(sig))
 		}
 		if code != 0 {
-			t.Errorf("%s exited %d after SIGTERM, want 0", p.name, code)
+			t.Errorf("%s exited %d after SIGTERM, want 0", p.Name, code)
 		}
 		down, found := c.haproxy.firstChange(r.name, "DOWN", sig)
 		switch {
@@ -204,7 +209,9 @@ func testRollingRestart(t *testing.T, c *cluster) []call {
 		}
 
 		r.start(t)
-		r.waitReady(t, 30*time.Second)
+		if err := r.ready(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 		ready := time.Now()
 		up := c.haproxy.waitStatus(t, r.name, "UP", 10*time.Second)
 		t.Logf("%s: SIGTERM -> HAProxy DOWN %s (%s) -> exited %s (code %d) -> restarted, ready %s -> HAProxy UP %s later",
@@ -214,17 +221,17 @@ func testRollingRestart(t *testing.T, c *cluster) []call {
 		time.Sleep(time.Second)
 	}
 	time.Sleep(2 * time.Second)
-	l.stopLoad()
+	l.Stop()
 
-	calls := l.snapshot()
+	calls := l.Snapshot()
 	logs := c.haproxy.waitLogged(t, calls)
-	fails := failures(calls)
+	fails := loadtest.Failures(calls)
 	for i, f := range fails {
 		if i == 20 {
 			t.Errorf("... and %d more", len(fails)-20)
 			break
 		}
-		t.Errorf("failed during the rolling restart: %v\n  HAProxy: %s", f, logText(logs, f.reqID))
+		t.Errorf("failed during the rolling restart: %v\n  HAProxy: %s", f, logText(logs, f.Result.reqID))
 	}
 	if len(fails) > 0 {
 		t.Errorf("%d of %d calls failed during the rolling restart; want none", len(fails), len(calls))
@@ -233,7 +240,7 @@ func testRollingRestart(t *testing.T, c *cluster) []call {
 	for _, rp := range replayed(calls) {
 		t.Errorf("replayed by the client's transport during the rolling restart: %v", rp)
 	}
-	t.Logf("rolling restart: %s; %d failed; %s", summary(calls), len(fails), serverSummary(logs, calls))
+	t.Logf("rolling restart: %s; %d failed; %s", loadtest.Summary(calls), len(fails), serverSummary(logs, calls))
 	return calls
 }
 
@@ -241,19 +248,19 @@ func testRollingRestart(t *testing.T, c *cluster) []call {
 // stop sending to it within 3 s, the only failed requests must be ones it
 // was handling at that instant, and it must rejoin when started again.
 func testKill9(t *testing.T, c *cluster) []call {
-	conn := c.pgConn(t)
+	conn := dbtest.Connect(t, c.db.URL)
 	l := startLoad(t, entries(t, c.haproxy.url, c.token), loadInterval)
 	time.Sleep(2 * time.Second)
 
 	r := c.replicas[1]
 	p := r.cur()
 	kill, paused := quietKill(t, c, conn, p)
-	if code, ok := p.wait(5 * time.Second); !ok || code != -1 {
-		t.Fatalf("%s: after SIGKILL exited=%v code=%d", p.name, ok, code)
+	if code, ok := p.Wait(5 * time.Second); !ok || code != -1 {
+		t.Fatalf("%s: after SIGKILL exited=%v code=%d", p.Name, ok, code)
 	}
 	// The kernel tears the process down after the signal: until it has
 	// gone, its connections are open and HAProxy may still send on them.
-	gone := p.exitAt
+	gone := p.ExitTime()
 	var down stateChange
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -275,33 +282,35 @@ func testKill9(t *testing.T, c *cluster) []call {
 
 	restart := time.Now()
 	r.start(t)
-	r.waitReady(t, 30*time.Second)
+	if err := r.ready(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	ready := time.Now()
 	up := c.haproxy.waitStatus(t, r.name, "UP", 10*time.Second)
 	time.Sleep(3 * time.Second)
-	l.stopLoad()
+	l.Stop()
 	t.Logf("%s: kill -9 %s after the queue was paused (once it held no welcome job), process gone %s later; HAProxy DOWN %s after the kill (%s); restarted %s after the kill, ready in %s, UP %s later",
 		r.name, paused.Round(time.Millisecond), gone.Sub(kill).Round(time.Microsecond), downAfter.Round(time.Millisecond), down.reason,
 		restart.Sub(kill).Round(time.Millisecond), ready.Sub(restart).Round(time.Millisecond), up.Sub(ready).Round(time.Millisecond))
 
-	calls := l.snapshot()
+	calls := l.Snapshot()
 	logs := c.haproxy.waitLogged(t, calls)
-	fails := failures(calls)
+	fails := loadtest.Failures(calls)
 	var failedCreates []string
 	byOp := map[string]int{}
 	var unlogged int
 	for _, f := range fails {
-		byOp[f.op]++
-		lg, logged := logs[f.reqID]
+		byOp[f.Op]++
+		lg, logged := logs[f.Result.reqID]
 		switch {
-		case !f.start.Before(gone):
+		case !f.Start.Before(gone):
 			t.Errorf("failed, but started %s after the killed process was gone (%s after the kill): %v\n  HAProxy: %s",
-				f.start.Sub(gone).Round(time.Millisecond), gone.Sub(kill).Round(time.Millisecond), f, logText(logs, f.reqID))
-		case f.end.After(kill.Add(maxFailAfterKill)):
-			t.Errorf("failed %s after the kill, want within %s: %v\n  HAProxy: %s", f.end.Sub(kill).Round(time.Millisecond), maxFailAfterKill, f, logText(logs, f.reqID))
+				f.Start.Sub(gone).Round(time.Millisecond), gone.Sub(kill).Round(time.Millisecond), f, logText(logs, f.Result.reqID))
+		case f.End.After(kill.Add(maxFailAfterKill)):
+			t.Errorf("failed %s after the kill, want within %s: %v\n  HAProxy: %s", f.End.Sub(kill).Round(time.Millisecond), maxFailAfterKill, f, logText(logs, f.Result.reqID))
 		case logged && lg.server != r.name:
 			t.Errorf("failed on %s, not on the killed %s: %v\n  HAProxy: %s", lg.server, r.name, f, lg.text)
-		case !logged && !noAnswer(f.err):
+		case !logged && !noAnswer(f.Result.err):
 			t.Errorf("failed with an answer, but HAProxy logged no request line: %v", f)
 		case !logged:
 			// In flight on the dead replica, on a client connection that had
@@ -311,15 +320,15 @@ func testKill9(t *testing.T, c *cluster) []call {
 			// the request got no answer.
 			unlogged++
 		}
-		if f.op == "create" {
-			failedCreates = append(failedCreates, f.email)
+		if f.Op == "create" {
+			failedCreates = append(failedCreates, f.Result.email)
 		}
 	}
 	// A request the client's transport sent again (it does so by itself
 	// for a GET on a reused HTTP/1.1 connection that closed without an
 	// answer) is one that failed once: it too must have been in flight.
 	for _, rp := range replayed(calls) {
-		if !rp.start.Before(gone) || rp.start.Before(kill.Add(-maxFailAfterKill)) {
+		if !rp.Start.Before(gone) || rp.Start.Before(kill.Add(-maxFailAfterKill)) {
 			t.Errorf("replayed by the client's transport, not in flight at the kill: %v", rp)
 		}
 	}
@@ -327,18 +336,18 @@ func testKill9(t *testing.T, c *cluster) []call {
 	// requests HAProxy logged on it all started before.
 	var afterKill, retried, redispatched int
 	for _, cl := range calls {
-		lg, ok := logs[cl.reqID]
+		lg, ok := logs[cl.Result.reqID]
 		if !ok {
 			continue
 		}
-		if lg.server == r.name && cl.start.After(gone) && lg.at.Before(restart) {
+		if lg.server == r.name && cl.Start.After(gone) && lg.at.Before(restart) {
 			afterKill++
 			t.Errorf("sent to %s after it was killed: %v\n  HAProxy: %s", r.name, cl, lg.text)
 		}
-		if cl.start.After(kill.Add(-time.Second)) && cl.start.Before(kill.Add(maxDownAfterKill)) && lg.retries != "0" {
+		if cl.Start.After(kill.Add(-time.Second)) && cl.Start.Before(kill.Add(maxDownAfterKill)) && lg.retries != "0" {
 			retried++
 			if os.Getenv("CLUSTER_DEBUG") != "" {
-				t.Logf("retried: %v start-kill=%s\n   %s", cl, cl.start.Sub(kill), lg.text)
+				t.Logf("retried: %v start-kill=%s\n   %s", cl, cl.Start.Sub(kill), lg.text)
 			}
 			if strings.HasPrefix(lg.retries, "+") {
 				redispatched++
@@ -362,7 +371,7 @@ func testKill9(t *testing.T, c *cluster) []call {
 	t.Logf("kill -9: %s; %d failed (%s; %d of them closed by HAProxy without a log line), all in flight on %s at the kill; "+
 		"%d of the %d failed creates committed nonetheless (their users count below); "+
 		"around the kill HAProxy retried %d requests (%d on another replica); %d requests to %s after it rejoined; %s",
-		summary(calls), len(fails), counts(byOp), unlogged, r.name, committed, len(failedCreates), retried, redispatched, rejoined, r.name, serverSummary(logs, calls))
+		loadtest.Summary(calls), len(fails), loadtest.Counts(byOp), unlogged, r.name, committed, len(failedCreates), retried, redispatched, rejoined, r.name, serverSummary(logs, calls))
 	return calls
 }
 
@@ -377,17 +386,17 @@ func testKill9(t *testing.T, c *cluster) []call {
 // finished and recorded, kills p, and resumes the queue at once. The HTTP
 // load is not paused. It returns the instant of the kill and how long the
 // queue was paused before it.
-func quietKill(t *testing.T, c *cluster, conn *pgx.Conn, p *proc) (time.Time, time.Duration) {
-	recs := logRecords(p, "River client started")
+func quietKill(t *testing.T, c *cluster, conn *pgx.Conn, p *proctest.Process) (time.Time, time.Duration) {
+	recs := p.LogRecords("River client started")
 	if len(recs) != 1 {
-		t.Fatalf("%s logged %d \"River client started\" lines, want 1", p.name, len(recs))
+		t.Fatalf("%s logged %d \"River client started\" lines, want 1", p.Name, len(recs))
 	}
 	clientID, _ := recs[0]["client_id"].(string)
 	if clientID == "" {
-		t.Fatalf("%s: no River client_id in %v", p.name, recs[0])
+		t.Fatalf("%s: no River client_id in %v", p.Name, recs[0])
 	}
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, c.directURL)
+	pool, err := pgxpool.New(ctx, c.db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,18 +424,18 @@ func quietKill(t *testing.T, c *cluster, conn *pgx.Conn, p *proc) (time.Time, ti
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still holds %d running welcome jobs (fetching: %v) %s after the queue was paused", p.name, held, fetching, time.Since(paused).Round(time.Millisecond))
+			t.Fatalf("%s still holds %d running welcome jobs (fetching: %v) %s after the queue was paused", p.Name, held, fetching, time.Since(paused).Round(time.Millisecond))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := p.signal(syscall.SIGKILL); err != nil {
+	if err := p.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	kill := time.Now()
 	// Whatever p fetched between the last look and the kill would be held
 	// for RescueStuckJobsAfter: none may be.
 	if n, _ := jobsOf(t, conn, clientID); n > 0 {
-		t.Errorf("%s was killed holding %d running welcome jobs", p.name, n)
+		t.Errorf("%s was killed holding %d running welcome jobs", p.Name, n)
 	}
 	return kill, kill.Sub(paused)
 }
@@ -447,7 +456,7 @@ func jobsOf(t *testing.T, conn *pgx.Conn, clientID string) (held int, fetching b
 // whichever replicas created the user and worked the job; every create a
 // client was told succeeded is committed.
 func testWelcomeMail(t *testing.T, c *cluster, calls []call) {
-	conn := c.pgConn(t)
+	conn := dbtest.Connect(t, c.db.URL)
 	ctx := t.Context()
 	start := time.Now()
 	var pending int
@@ -468,8 +477,8 @@ func testWelcomeMail(t *testing.T, c *cluster, calls []call) {
 
 	var acked []string
 	for _, cl := range calls {
-		if cl.op == "create" && cl.err == nil {
-			acked = append(acked, cl.userID)
+		if cl.Op == "create" && cl.Result.err == nil {
+			acked = append(acked, cl.Result.userID)
 		}
 	}
 	var ackedFound int
@@ -559,7 +568,7 @@ func (h *haproxy) waitLogged(t *testing.T, calls []call) map[string]reqLog {
 		logs := h.requests()
 		var missing []call
 		for _, cl := range calls {
-			if _, ok := logs[cl.reqID]; !ok && cl.err == nil {
+			if _, ok := logs[cl.Result.reqID]; !ok && cl.Result.err == nil {
 				missing = append(missing, cl)
 			}
 		}
@@ -585,13 +594,13 @@ func logText(logs map[string]reqLog, id string) string {
 func serverSummary(logs map[string]reqLog, calls []call) string {
 	by := map[string]int{}
 	for _, cl := range calls {
-		if lg, ok := logs[cl.reqID]; ok {
+		if lg, ok := logs[cl.Result.reqID]; ok {
 			by[lg.server]++
 		} else {
 			by["(not logged)"]++
 		}
 	}
-	return "by replica " + counts(by)
+	return "by replica " + loadtest.Counts(by)
 }
 
 func roundAll(ds []time.Duration) []time.Duration {
@@ -624,7 +633,7 @@ func startPoolSampler(t *testing.T, c *cluster) *poolSampler {
 		cancel()
 		t.Fatalf("PgBouncer console: %v", err)
 	}
-	direct, err := pgx.Connect(ctx, c.directURL)
+	direct, err := pgx.Connect(ctx, c.db.URL)
 	if err != nil {
 		cancel()
 		t.Fatalf("connect: %v", err)
@@ -638,7 +647,7 @@ func startPoolSampler(t *testing.T, c *cluster) *poolSampler {
 				return
 			case <-tick.C:
 			}
-			s.sample(ctx, admin, direct, c.dbName)
+			s.sample(ctx, admin, direct, c.db.Name)
 		}
 	})
 	t.Cleanup(func() {

@@ -13,9 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
+	"github.com/acme/usersd/internal/loadtest"
 )
 
 // reqIDKey carries a call's X-Request-Id in its context.
@@ -104,59 +103,57 @@ func entries(t testing.TB, base, token string) []entry {
 	}
 }
 
-// call is one request of a load run. err is nil for success: every call of
+// call is one request of a load run.
+type call = loadtest.Call[outcome]
+
+// outcome is what became of a call. err is nil for success: every call of
 // the load is valid and must succeed.
-type call struct {
-	entry, op  string
-	reqID      string
-	start, end time.Time
-	err        error
-	email      string // create
-	userID     string // create (on success), get, update
+type outcome struct {
+	err    error
+	reqID  string
+	email  string // create
+	userID string // create (on success), get, update
 	// sends is how many times the client's transport sent the request (a
 	// connection taken for it, httptrace.GotConn): more than one means it
 	// replayed the request by itself, which the suite counts as a retry.
 	sends int
 }
 
-func (c call) String() string {
-	s := fmt.Sprintf("%s %s [%s] at %s (took %s): %v", c.entry, c.op, c.reqID, c.start.Format("15:04:05.000"),
-		c.end.Sub(c.start).Round(time.Millisecond), c.err)
-	if c.sends > 1 {
-		s += fmt.Sprintf(" (sent %d times by the transport)", c.sends)
+func (o outcome) Err() error { return o.err }
+
+func (o outcome) String() string {
+	s := fmt.Sprintf("[%s] %v", o.reqID, o.err)
+	if o.sends > 1 {
+		s += fmt.Sprintf(" (sent %d times by the transport)", o.sends)
 	}
 	return s
 }
 
-// write reports whether the call changes data: HAProxy never retries those
-// once sent (haproxy.cfg, disable-l7-retry).
-func (c call) write() bool { return c.op == "create" || c.op == "update" }
-
 var seq atomic.Int64
 
-// do runs one operation on e and records it.
+// do runs one operation on e and returns it timed.
 func (e entry) do(ctx context.Context, op, userID string) call {
-	c := call{entry: e.name, op: op, userID: userID, reqID: fmt.Sprintf("%s-%s-%d", strings.ReplaceAll(e.name, "/", "-"), op, seq.Add(1))}
-	ctx = context.WithValue(ctx, reqIDKey{}, c.reqID)
+	o := outcome{userID: userID, reqID: fmt.Sprintf("%s-%s-%d", strings.ReplaceAll(e.name, "/", "-"), op, seq.Add(1))}
+	ctx = context.WithValue(ctx, reqIDKey{}, o.reqID)
 	var sends atomic.Int32
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { sends.Add(1) }})
-	c.start = time.Now()
-	switch op {
-	case "create":
-		c.email = fmt.Sprintf("c%d-%d@example.com", time.Now().UnixNano(), seq.Add(1))
-		c.userID, c.err = e.create(ctx, c.email, "Cluster Test")
-	case "get":
-		c.err = e.get(ctx, userID)
-	case "list":
-		c.err = e.list(ctx)
-	case "update":
-		c.err = e.update(ctx, userID, fmt.Sprintf("Cluster Test %d", seq.Add(1)))
-	default:
-		panic(op)
-	}
-	c.end = time.Now()
-	c.sends = int(sends.Load())
-	return c
+	return loadtest.Do(e.name, op, func() outcome {
+		switch op {
+		case "create":
+			o.email = fmt.Sprintf("c%d-%d@example.com", time.Now().UnixNano(), seq.Add(1))
+			o.userID, o.err = e.create(ctx, o.email, "Cluster Test")
+		case "get":
+			o.err = e.get(ctx, userID)
+		case "list":
+			o.err = e.list(ctx)
+		case "update":
+			o.err = e.update(ctx, userID, fmt.Sprintf("Cluster Test %d", seq.Add(1)))
+		default:
+			panic(op)
+		}
+		o.sends = int(sends.Load())
+		return o
+	})
 }
 
 func (e entry) create(ctx context.Context, email, name string) (string, error) {
@@ -263,121 +260,42 @@ func (e entry) rest(ctx context.Context, method, path string, body any, want int
 	return nil
 }
 
-// load keeps one worker per entry point busy until stopped, each making one
-// call per interval: a create (40%), a get (25%) or an update (15%) of a
-// user it created, or a list (20%). The operation is drawn at random, so
-// which replica HAProxy's round robin picks for a call does not depend on
-// its kind. Every call is recorded.
-type load struct {
-	mu    sync.Mutex
-	calls []call
-	stop  chan struct{}
-	wg    sync.WaitGroup
-}
-
-func startLoad(t testing.TB, es []entry, interval time.Duration) *load {
-	l := &load{stop: make(chan struct{})}
-	for w, e := range es {
-		l.wg.Go(func() {
-			// Stagger the workers over one interval.
-			next := time.Now().Add(interval * time.Duration(w) / time.Duration(len(es)))
-			var mine []string // users this worker created
-			for {
-				select {
-				case <-l.stop:
-					return
-				case <-time.After(time.Until(next)):
-				}
-				next = next.Add(interval)
-				op, id := "create", ""
-				switch n := rand.IntN(100); {
-				case n < 40 || len(mine) == 0:
-				case n < 65:
-					op, id = "get", mine[rand.IntN(len(mine))]
-				case n < 80:
-					op, id = "update", mine[rand.IntN(len(mine))]
-				default:
-					op = "list"
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				c := e.do(ctx, op, id)
-				cancel()
-				l.record(c)
-				if op == "create" && c.err == nil {
-					mine = append(mine, c.userID)
-				}
-			}
-		})
-	}
-	t.Cleanup(l.stopLoad)
-	return l
-}
-
-func (l *load) record(c call) {
-	l.mu.Lock()
-	l.calls = append(l.calls, c)
-	l.mu.Unlock()
-}
-
-func (l *load) stopLoad() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) snapshot() []call {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]call(nil), l.calls...)
+// startLoad keeps one worker per entry point busy until stopped, each
+// making one call per interval: a create (40%), a get (25%) or an update
+// (15%) of a user it created, or a list (20%). The operation is drawn at
+// random, so which replica HAProxy's round robin picks for a call does not
+// depend on its kind. Every call is recorded.
+func startLoad(t testing.TB, es []entry, interval time.Duration) *loadtest.Load[outcome] {
+	mine := make([][]string, len(es)) // the users each worker created
+	return loadtest.Start(t, loadtest.Config{Workers: len(es), Interval: interval}, func(w *loadtest.Worker[outcome]) {
+		e := es[w.ID]
+		op, id := "create", ""
+		switch n := rand.IntN(100); {
+		case n < 40 || len(mine[w.ID]) == 0:
+		case n < 65:
+			op, id = "get", mine[w.ID][rand.IntN(len(mine[w.ID]))]
+		case n < 80:
+			op, id = "update", mine[w.ID][rand.IntN(len(mine[w.ID]))]
+		default:
+			op = "list"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		c := e.do(ctx, op, id)
+		cancel()
+		w.Record(c)
+		if op == "create" && c.Result.err == nil {
+			mine[w.ID] = append(mine[w.ID], c.Result.userID)
+		}
+	})
 }
 
 // replayed are the calls the client's transport sent more than once.
 func replayed(calls []call) []call {
 	var out []call
 	for _, c := range calls {
-		if c.sends > 1 {
+		if c.Result.sends > 1 {
 			out = append(out, c)
 		}
 	}
 	return out
-}
-
-// failures are the calls that did not succeed.
-func failures(calls []call) []call {
-	var out []call
-	for _, c := range calls {
-		if c.err != nil {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// summary counts calls by entry point and by operation, for the log.
-func summary(calls []call) string {
-	byEntry, byOp := map[string]int{}, map[string]int{}
-	for _, c := range calls {
-		byEntry[c.entry]++
-		byOp[c.op]++
-	}
-	return fmt.Sprintf("%d calls; by operation %s; by entry point %s", len(calls), counts(byOp), counts(byEntry))
-}
-
-func counts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%s=%d", k, m[k])
-	}
-	return b.String()
 }

@@ -18,9 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,8 +28,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/internal/devissuer"
 	"github.com/acme/usersd/internal/proctest"
 )
@@ -73,24 +70,24 @@ func TestImage(t *testing.T) {
 	checkImageFiles(t, pm, imageID)
 
 	// Run it against a fresh database and a development issuer on the host.
-	dbURL, socketDir, dbName := freshDatabase(t)
+	db := dbtest.Empty(t, "usersd_container")
 	iss := devissuer.StartTest(t, audience, "RS256")
-	bind := "127.0.0.1:" + freePort(t)
+	bind := "127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
 	base := "http://" + bind
 	args := append([]string{"run", "--detach", "--name", "usersd-container-test"}, podmanRun...)
 	args = append(args,
 		// Should the test process die without its cleanups (a go test
 		// timeout, Ctrl-C), the container still ends.
 		"--timeout", "240",
-		"--env", "DATABASE_URL="+dbURL,
+		"--env", "DATABASE_URL="+db.URL,
 		"--env", "AUTH_ISSUER="+iss.URL(),
 		"--env", "AUTH_AUDIENCE="+audience,
 		"--env", "BIND="+bind,
 		"--env", "LOG_FORMAT=json",
 	)
-	if socketDir != "" {
+	if dir := db.Config.Host; strings.HasPrefix(dir, "/") {
 		// PostgreSQL's unix socket: the directory, read-only, at the same path.
-		args = append(args, "--volume", socketDir+":"+socketDir+":ro")
+		args = append(args, "--volume", dir+":"+dir+":ro")
 	}
 	ctr := pm.must(t, append(args, imageID)...)
 	// Cleanups run last first: the logs, then the container goes, then the
@@ -114,7 +111,7 @@ func TestImage(t *testing.T) {
 	// It migrated the fresh database (every migration, from the log and
 	// from the version table).
 	logs := pm.must(t, "logs", ctr)
-	checkMigrated(t, logs, dbName)
+	checkMigrated(t, logs, db.URL)
 
 	// Real authentication: no token is refused; a token from the issuer
 	// creates a user and reads it back.
@@ -293,94 +290,18 @@ func checkImageFiles(t *testing.T, pm *podman, id string) {
 	}
 }
 
-// freshDatabase creates an empty database on TEST_DATABASE_URL's server,
-// dropped when the test ends, and returns its URL, the directory of its
-// unix socket ("" over TCP) and its name.
-func freshDatabase(t *testing.T) (dbURL, socketDir, name string) {
-	t.Helper()
-	baseURL := os.Getenv("TEST_DATABASE_URL")
-	if baseURL == "" {
-		t.Fatal("TEST_DATABASE_URL is not set: run `make test-container`, which starts a throwaway PostgreSQL")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		t.Fatalf("connect to TEST_DATABASE_URL: %v", err)
-	}
-	defer conn.Close(context.Background())
-	name = fmt.Sprintf("usersd_container_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, baseURL)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	if host := conn.Config().Host; strings.HasPrefix(host, "/") {
-		socketDir = host
-	}
-	return withDatabase(t, baseURL, name), socketDir, name
-}
-
-// withDatabase is the connection string s with the database name replaced.
-func withDatabase(t *testing.T, s, name string) string {
-	t.Helper()
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		u, err := url.Parse(s)
-		if err != nil {
-			t.Fatalf("parse TEST_DATABASE_URL: %v", err)
-		}
-		u.Path, u.RawPath = "/"+name, ""
-		q := u.Query()
-		q.Del("dbname")
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return s + " dbname=" + name // keyword/value form: the last one wins
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // waitHealthy waits for /healthz to answer 200, failing fast when the
 // container stops.
 func waitHealthy(t *testing.T, pm *podman, ctr, base string) {
 	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := c.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
+	running := func() error {
 		if state := pm.must(t, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", ctr); !strings.HasPrefix(state, "running") {
-			t.Fatalf("the container is %s before /healthz answered 200", state)
+			return fmt.Errorf("the container is %s before /healthz answered 200", state)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET /healthz not 200 within 60s (last: %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}
+	if err := proctest.WaitOK(base+"/healthz", 60*time.Second, running); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -424,8 +345,8 @@ func checkProcess(t *testing.T, pm *podman, ctr string) {
 var migrationFile = regexp.MustCompile(`^\d+_.*\.sql$`)
 
 // checkMigrated checks that usersd applied every migration to the empty
-// database: the log names each, and the version table has the last.
-func checkMigrated(t *testing.T, logs, dbName string) {
+// database at dbURL: the log names each, and the version table has the last.
+func checkMigrated(t *testing.T, logs, dbURL string) {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(proctest.RepoRoot(t), "migrations"))
 	if err != nil {
@@ -443,13 +364,9 @@ func checkMigrated(t *testing.T, logs, dbName string) {
 	if !strings.Contains(logs, `"msg":"applied river migration"`) {
 		t.Errorf("the log has no \"applied river migration\" line")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	conn := dbtest.Connect(t, dbURL)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, withDatabase(t, os.Getenv("TEST_DATABASE_URL"), dbName))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", dbName, err)
-	}
-	defer conn.Close(context.Background())
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT max(version) FROM public.schema_version").Scan(&version); err != nil {
 		t.Errorf("schema_version: %v", err)

@@ -4,17 +4,15 @@ package container
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/acme/usersd/internal/proctest"
 )
 
 // podman runs podman on a storage of its own in a temp directory (images,
@@ -31,11 +29,11 @@ type podman struct {
 // newPodman finds podman and runc and sets up the private storage.
 func newPodman(t *testing.T) *podman {
 	t.Helper()
-	bin, err := exec.LookPath("podman")
+	bin, err := proctest.LookPath("podman")
 	if err != nil {
 		t.Fatal("podman is not installed: scripts/test-container.sh installs it (apt-get install podman runc)")
 	}
-	if _, err := lookRunc(); err != nil {
+	if _, err := proctest.LookPath("runc"); err != nil {
 		t.Fatal("runc is not installed: scripts/test-container.sh installs it (apt-get install runc)")
 	}
 	// A short path: conmon's attach socket lives under it, and unix socket
@@ -69,18 +67,6 @@ func newPodman(t *testing.T) *podman {
 	}
 	t.Cleanup(func() { p.remove(t) })
 	return p
-}
-
-func lookRunc() (string, error) {
-	if p, err := exec.LookPath("runc"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("runc not found")
 }
 
 // remove deletes every container and the storage directory; a mount left
@@ -122,22 +108,11 @@ func mountsUnder(dir string) ([]string, error) {
 	return ms, sc.Err()
 }
 
-// exec runs podman with args and returns its combined output.
+// exec runs podman with args and returns its combined output. podman run
+// -d leaves conmon running on purpose; should it hold the output open,
+// proctest stops reading it a little after podman has exited.
 func (p *podman) exec(timeout time.Duration, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.bin, append(append([]string{}, p.args...), args...)...)
-	cmd.Env = p.env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	// podman run -d leaves conmon running on purpose: should it ever keep
-	// the output pipe open, stop waiting for it after this.
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("podman %s: no answer within %s", strings.Join(args, " "), timeout)
-	}
-	return out.String(), err
+	return proctest.Exec(proctest.Command{Path: p.bin, Args: append(slices.Clone(p.args), args...), Env: p.env}, timeout)
 }
 
 // must runs podman with args, failing the test when it fails, and returns

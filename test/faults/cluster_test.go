@@ -3,18 +3,14 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/acme/usersd/internal/proctest"
 )
@@ -45,12 +41,12 @@ func newCluster(t testing.TB) *cluster {
 	}
 	c := &cluster{t: t, script: script, dir: dir}
 	t.Cleanup(func() {
-		if err := c.run("stop", dir, "immediate"); err != nil {
+		if _, err := c.run("stop", dir, "immediate"); err != nil {
 			t.Errorf("stop cluster: %v", err)
 		}
 		if t.Failed() {
 			if b, err := os.ReadFile(filepath.Join(dir, "postgres.log")); err == nil {
-				t.Logf("postgres log of %s:\n%s", dir, tail(string(b), 60))
+				t.Logf("postgres log of %s:\n%s", dir, proctest.Tail(string(b), 60))
 			}
 		}
 		_ = os.RemoveAll(dir)
@@ -77,31 +73,28 @@ func newCluster(t testing.TB) *cluster {
 	return c
 }
 
-func (c *cluster) run(args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, c.script, args...).CombinedOutput()
+// run runs pgcluster.sh with args and returns its output.
+func (c *cluster) run(args ...string) (string, error) {
+	out, err := proctest.Exec(proctest.Command{Path: c.script, Args: args}, 2*time.Minute)
 	if err != nil {
-		return fmt.Errorf("pgcluster.sh %s: %w\n%s", strings.Join(args, " "), err, out)
+		return "", fmt.Errorf("pgcluster.sh %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	return nil
+	return out, nil
 }
 
-func (c *cluster) must(args ...string) {
+func (c *cluster) must(args ...string) string {
 	c.t.Helper()
-	if err := c.run(args...); err != nil {
+	out, err := c.run(args...)
+	if err != nil {
 		c.t.Fatal(err)
 	}
+	return out
 }
 
 // url is the connection URL of database db over the unix socket.
 func (c *cluster) url(db string) string {
 	c.t.Helper()
-	out, err := exec.Command(c.script, "url", c.dir, db).Output()
-	if err != nil {
-		c.t.Fatalf("pgcluster.sh url: %v", err)
-	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(c.must("url", c.dir, db))
 }
 
 func (c *cluster) start()           { c.t.Helper(); c.must("start", c.dir) }
@@ -183,29 +176,4 @@ func procStat(p int) (ppid int, state byte) {
 func alive(p int) bool {
 	_, st := procStat(p)
 	return st != 0 && st != 'Z' && st != 'X'
-}
-
-// pgConn opens a direct connection for the test's own queries.
-func pgConn(t testing.TB, url string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", url, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(ctx)
-	})
-	return conn
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

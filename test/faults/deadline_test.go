@@ -49,8 +49,8 @@ func TestClientDeadline(t *testing.T) {
 	}
 	existing := r.user.Id
 
-	locker := pgConn(t, dbURL)
-	monitor := pgConn(t, dbURL)
+	locker := dbtest.Connect(t, dbURL)
+	monitor := dbtest.Connect(t, dbURL)
 	var lockerPID uint32
 	if err := locker.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&lockerPID); err != nil {
 		t.Fatal(err)

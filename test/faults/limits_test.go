@@ -30,7 +30,7 @@ import (
 	"github.com/acme/usersd/server"
 )
 
-// The documented limits (DESIGN.md). They are written out here rather than
+// The documented limits (README, Limits and failure behaviour). They are written out here rather than
 // taken from the server package, so that a changed constant in the binary
 // fails these tests instead of moving with them.
 const (
@@ -46,7 +46,7 @@ const (
 
 func TestDocumentedLimitsMatchServerConstants(t *testing.T) {
 	if server.MaxMessageBytes != maxMessageBytes || server.MaxHeaderBytes != maxHeaderBytes || server.ReadHeaderTimeout != readHeaderTimeout {
-		t.Errorf("server limits (message %d, header %d, read header timeout %s) differ from DESIGN.md (%d, %d, %s)",
+		t.Errorf("server limits (message %d, header %d, read header timeout %s) differ from the documented ones (%d, %d, %s)",
 			server.MaxMessageBytes, server.MaxHeaderBytes, server.ReadHeaderTimeout, maxMessageBytes, maxHeaderBytes, readHeaderTimeout)
 	}
 }
@@ -412,7 +412,7 @@ func filterSettings(dst io.Writer, src io.Reader) {
 // testPageSizeClamp: page_size=1000000 returns 100 users and a next page
 // token, on every entry point.
 func testPageSizeClamp(t *testing.T, u *proctest.Process, dbURL string) {
-	conn := pgConn(t, dbURL)
+	conn := dbtest.Connect(t, dbURL)
 	if _, err := conn.Exec(t.Context(), `INSERT INTO users (id, email, full_name)
 		SELECT gen_random_uuid(), 'clamp-' || i || '@example.com', 'Clamp ' || i FROM generate_series(1, 150) i`); err != nil {
 		t.Fatalf("insert users: %v", err)

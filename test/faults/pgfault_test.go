@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/internal/smtptest"
 )
 
@@ -70,47 +71,47 @@ func testOutage(t *testing.T, mode string) {
 	up := time.Now()
 	t.Logf("PostgreSQL restarted in %s", up.Sub(restartBegan).Round(time.Millisecond))
 	time.Sleep(recoverWithin + 3*time.Second)
-	l.stopLoad()
-	h.stopLog()
+	l.Stop()
+	h.Stop()
 
-	calls := l.snapshot()
+	calls := l.Snapshot()
 	checkNoServerFaults(t, calls)
 
 	var before, during, after, recovered int
 	var firstOK time.Time
 	for _, cl := range calls {
 		switch {
-		case cl.end.Before(stopBegan):
+		case cl.End.Before(stopBegan):
 			before++
-			if !cl.res.ok() {
+			if !cl.Result.ok() {
 				t.Errorf("before the outage: %v", cl)
 			}
-		case cl.start.After(down) && cl.end.Before(restartBegan):
+		case cl.Start.After(down) && cl.End.Before(restartBegan):
 			// PostgreSQL was down for the whole call.
 			during++
-			if cl.res.code != connect.CodeUnavailable || !cl.res.wire {
+			if cl.Result.code != connect.CodeUnavailable || !cl.Result.wire {
 				t.Errorf("during the outage: %v, want unavailable from the server", cl)
 			}
-			if cl.took() > acquireTimeout+1500*time.Millisecond {
-				t.Errorf("during the outage a call hung for %s (DB_ACQUIRE_TIMEOUT is %s): %v", cl.took(), acquireTimeout, cl)
+			if cl.Took() > acquireTimeout+1500*time.Millisecond {
+				t.Errorf("during the outage a call hung for %s (DB_ACQUIRE_TIMEOUT is %s): %v", cl.Took(), acquireTimeout, cl)
 			}
-		case cl.start.Before(down) && cl.end.After(stopBegan):
+		case cl.Start.Before(down) && cl.End.After(stopBegan):
 			// In flight as PostgreSQL went away: success or unavailable.
-			if !cl.res.ok() && cl.res.code != connect.CodeUnavailable {
+			if !cl.Result.ok() && cl.Result.code != connect.CodeUnavailable {
 				t.Errorf("in flight at the stop: %v, want success or unavailable", cl)
 			}
-			if cl.end.After(down.Add(acquireTimeout + 5*time.Second)) {
+			if cl.End.After(down.Add(acquireTimeout + 5*time.Second)) {
 				t.Errorf("in flight at the stop, ended long after it: %v", cl)
 			}
-		case cl.start.After(up):
+		case cl.Start.After(up):
 			after++
-			if cl.res.ok() && (firstOK.IsZero() || cl.end.Before(firstOK)) {
-				firstOK = cl.end
+			if cl.Result.ok() && (firstOK.IsZero() || cl.End.Before(firstOK)) {
+				firstOK = cl.End
 			}
-			if cl.start.After(up.Add(recoverWithin)) {
+			if cl.Start.After(up.Add(recoverWithin)) {
 				recovered++
-				if !cl.res.ok() {
-					t.Errorf("%s after PostgreSQL came back: %v", cl.start.Sub(up).Round(time.Millisecond), cl)
+				if !cl.Result.ok() {
+					t.Errorf("%s after PostgreSQL came back: %v", cl.Start.Sub(up).Round(time.Millisecond), cl)
 				}
 			}
 		}
@@ -125,20 +126,20 @@ func testOutage(t *testing.T, mode string) {
 	}
 
 	var downProbes, upProbes int
-	for _, p := range h.snapshot() {
+	for _, p := range h.Snapshot() {
 		switch {
-		case p.start.After(down.Add(500*time.Millisecond)) && p.start.Add(p.took).Before(restartBegan):
+		case p.Start.After(down.Add(500*time.Millisecond)) && p.End.Before(restartBegan):
 			downProbes++
-			if !p.notServing() {
-				t.Errorf("health during the outage at %s: /healthz %d, gRPC %v; want 503 and NOT_SERVING", p.start.Format("15:04:05.000"), p.healthz, p.grpc)
+			if !p.Result.notServing() {
+				t.Errorf("health during the outage at %s: /healthz %d, gRPC %v; want 503 and NOT_SERVING", p.Start.Format("15:04:05.000"), p.Result.healthz, p.Result.grpc)
 			}
-			if p.took > 4*time.Second {
-				t.Errorf("health probe during the outage took %s", p.took)
+			if p.Took() > 4*time.Second {
+				t.Errorf("health probe during the outage took %s", p.Took())
 			}
-		case p.start.After(up.Add(recoverWithin)):
+		case p.Start.After(up.Add(recoverWithin)):
 			upProbes++
-			if !p.serving() {
-				t.Errorf("health %s after PostgreSQL came back: /healthz %d, gRPC %v; want 200 and SERVING", p.start.Sub(up).Round(time.Millisecond), p.healthz, p.grpc)
+			if !p.Result.serving() {
+				t.Errorf("health %s after PostgreSQL came back: /healthz %d, gRPC %v; want 200 and SERVING", p.Start.Sub(up).Round(time.Millisecond), p.Result.healthz, p.Result.grpc)
 			}
 		}
 	}
@@ -154,13 +155,13 @@ func testOutage(t *testing.T, mode string) {
 // all within wait.
 func checkWelcomeJobs(t *testing.T, dbURL string, calls []call, wait time.Duration) {
 	t.Helper()
-	conn := pgConn(t, dbURL)
+	conn := dbtest.Connect(t, dbURL)
 	ctx := t.Context()
 
 	acked := map[string]bool{}
 	for _, cl := range calls {
-		if cl.op == "create" && cl.res.ok() {
-			acked[cl.res.user.Id] = true
+		if cl.Op == "create" && cl.Result.ok() {
+			acked[cl.Result.user.Id] = true
 		}
 	}
 	ids, err := queryStrings(ctx, conn, "SELECT id::text FROM users")

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/acme/usersd/internal/dbtest"
+	"github.com/acme/usersd/internal/loadtest"
 )
 
 // TestPoolExhaustion: with DB_MAX_CONNS=2 and both connections held by
@@ -30,7 +31,7 @@ func TestPoolExhaustion(t *testing.T) {
 	})
 	apis := loadAPIs(t, u.URL)
 
-	locker := pgConn(t, dbURL)
+	locker := dbtest.Connect(t, dbURL)
 	tx := dbtest.LockUsers(t, locker)
 
 	const n = 100
@@ -45,10 +46,7 @@ func TestPoolExhaustion(t *testing.T) {
 			<-startGate
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			c := call{api: a.name, op: "create", email: req.Email, start: time.Now()}
-			c.res = a.create(ctx, req)
-			c.end = time.Now()
-			calls[i] = c
+			calls[i] = loadtest.Do(a.name, "create", func() result { return a.create(ctx, req) })
 			done <- i
 		})
 	}
@@ -79,13 +77,13 @@ wait:
 	unavailable := 0
 	for i := range finished {
 		c := calls[i]
-		if c.res.code == connect.CodeUnavailable && c.res.wire {
+		if c.Result.code == connect.CodeUnavailable && c.Result.wire {
 			unavailable++
 		} else {
 			t.Errorf("while the pool was exhausted: %v, want unavailable from the server", c)
 		}
-		if c.took() > acquireTimeout+2*time.Second {
-			t.Errorf("waited %s for a connection, DB_ACQUIRE_TIMEOUT is %s: %v", c.took(), acquireTimeout, c)
+		if c.Took() > acquireTimeout+2*time.Second {
+			t.Errorf("waited %s for a connection, DB_ACQUIRE_TIMEOUT is %s: %v", c.Took(), acquireTimeout, c)
 		}
 	}
 	checkNoServerFaults(t, calls)
@@ -101,13 +99,13 @@ wait:
 		if finished[i] {
 			continue
 		}
-		if !c.res.ok() {
+		if !c.Result.ok() {
 			t.Errorf("a call holding a connection failed once the lock went: %v", c)
 		} else {
 			succeeded++
 		}
-		if c.end.Sub(released) > time.Second {
-			t.Errorf("a call holding a connection finished %s after the lock went", c.end.Sub(released))
+		if c.End.Sub(released) > time.Second {
+			t.Errorf("a call holding a connection finished %s after the lock went", c.End.Sub(released))
 		}
 	}
 	t.Logf("%d unavailable, %d succeeded after the lock went", unavailable, succeeded)

@@ -27,7 +27,7 @@ func TestConcurrentSameEmail(t *testing.T) {
 	dbURL := dbtest.URL(t)
 	u := startUsersd(t, dbURL, map[string]string{"DB_MAX_CONNS": "20", "RIVER_WORKERS": "2"})
 	apis := allAPIs(t, u.URL)
-	conn := pgConn(t, dbURL)
+	conn := dbtest.Connect(t, dbURL)
 
 	const n = 50
 	for round := range 3 {

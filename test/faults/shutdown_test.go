@@ -45,8 +45,8 @@ func testShutdownInFlight(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 
 	// Hold the load's calls in flight: they block on the locked table.
-	locker := pgConn(t, dbURL)
-	monitor := pgConn(t, dbURL)
+	locker := dbtest.Connect(t, dbURL)
+	monitor := dbtest.Connect(t, dbURL)
 	tx := dbtest.LockUsers(t, locker)
 	waitFor(t, 5*time.Second, "the load's calls to block on the lock", func() bool {
 		var n int
@@ -81,7 +81,7 @@ func testShutdownInFlight(t *testing.T) {
 	}
 	code, ok := u.Wait(shutdownTimeout + 2*time.Second)
 	exited := time.Now()
-	l.stopLoad()
+	l.Stop()
 	switch {
 	case !ok:
 		t.Fatalf("usersd still running %s after SIGTERM", time.Since(sig))
@@ -96,23 +96,23 @@ func testShutdownInFlight(t *testing.T) {
 		t.Errorf("usersd did not log \"shutdown complete\"")
 	}
 
-	calls := l.snapshot()
+	calls := l.Snapshot()
 	checkNoServerFaults(t, calls)
 	var accepted, refused int
 	for _, c := range calls {
 		switch {
-		case c.start.Before(sig):
+		case c.Start.Before(sig):
 			accepted++
-			if !c.res.ok() {
+			if !c.Result.ok() {
 				t.Errorf("accepted before SIGTERM, yet failed: %v", c)
 			}
-		case c.start.After(sig.Add(200 * time.Millisecond)):
+		case c.Start.After(sig.Add(200 * time.Millisecond)):
 			refused++
-			if c.res.ok() || c.res.wire {
-				t.Errorf("started %s after SIGTERM, want refused at the transport: %v", c.start.Sub(sig), c)
+			if c.Result.ok() || c.Result.wire {
+				t.Errorf("started %s after SIGTERM, want refused at the transport: %v", c.Start.Sub(sig), c)
 			}
 		default:
-			if !c.res.ok() && c.res.wire {
+			if !c.Result.ok() && c.Result.wire {
 				t.Errorf("started at SIGTERM, answered with an error instead of served or refused: %v", c)
 			}
 		}
@@ -154,8 +154,8 @@ func testShutdownDrain(t *testing.T) {
 	}
 	code, ok := u.Wait(shutdownTimeout + 2*time.Second)
 	exited := time.Now()
-	l.stopLoad()
-	h.stopLog()
+	l.Stop()
+	h.Stop()
 	switch {
 	case !ok:
 		t.Fatalf("usersd still running %s after SIGTERM", time.Since(sig))
@@ -168,18 +168,18 @@ func testShutdownDrain(t *testing.T) {
 	}
 
 	var before, during int
-	for _, p := range h.snapshot() {
+	for _, p := range h.Snapshot() {
 		switch {
-		case p.start.Add(p.took).Before(sig):
+		case p.End.Before(sig):
 			before++
-			if !p.serving() {
-				t.Errorf("health before SIGTERM: /healthz %d, gRPC %v", p.healthz, p.grpc)
+			if !p.Result.serving() {
+				t.Errorf("health before SIGTERM: /healthz %d, gRPC %v", p.Result.healthz, p.Result.grpc)
 			}
-		case p.start.After(sig.Add(100*time.Millisecond)) && p.start.Add(p.took).Before(sig.Add(drain-200*time.Millisecond)):
+		case p.Start.After(sig.Add(100*time.Millisecond)) && p.End.Before(sig.Add(drain-200*time.Millisecond)):
 			during++
-			if !p.notServing() {
+			if !p.Result.notServing() {
 				t.Errorf("health %s into the drain: /healthz %d, gRPC %v; want 503 and NOT_SERVING",
-					p.start.Sub(sig).Round(time.Millisecond), p.healthz, p.grpc)
+					p.Start.Sub(sig).Round(time.Millisecond), p.Result.healthz, p.Result.grpc)
 			}
 		}
 	}
@@ -187,14 +187,14 @@ func testShutdownDrain(t *testing.T) {
 		t.Errorf("too few health probes: %d before SIGTERM, %d during the drain", before, during)
 	}
 
-	calls := l.snapshot()
+	calls := l.Snapshot()
 	checkNoServerFaults(t, calls)
 	var served int
 	for _, c := range calls {
-		if c.start.Before(sig.Add(drain - 200*time.Millisecond)) {
+		if c.Start.Before(sig.Add(drain - 200*time.Millisecond)) {
 			served++
-			if !c.res.ok() {
-				t.Errorf("%s into the drain: %v, want success", c.start.Sub(sig).Round(time.Millisecond), c)
+			if !c.Result.ok() {
+				t.Errorf("%s into the drain: %v, want success", c.Start.Sub(sig).Round(time.Millisecond), c)
 			}
 		}
 	}
@@ -208,11 +208,11 @@ func testShutdownDrain(t *testing.T) {
 // its welcome job.
 func checkAcknowledged(t *testing.T, dbURL string, calls []call) {
 	t.Helper()
-	conn := pgConn(t, dbURL)
+	conn := dbtest.Connect(t, dbURL)
 	var ids []string
 	for _, c := range calls {
-		if c.op == "create" && c.res.ok() {
-			ids = append(ids, c.res.user.Id)
+		if c.Op == "create" && c.Result.ok() {
+			ids = append(ids, c.Result.user.Id)
 		}
 	}
 	var users, jobs int

@@ -16,7 +16,7 @@ import (
 	"github.com/acme/usersd/internal/dbtest"
 )
 
-// readHeaderTimeout is DESIGN's bound on reading request headers.
+// readHeaderTimeout is the documented bound on sending the request headers.
 const readHeaderTimeout = 5 * time.Second
 
 // TestSlowHeaderClients opens 200 connections that send their request
