@@ -1,12 +1,12 @@
+//go:build !nodb
+
 package main
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,9 +19,7 @@ import (
 	"testing"
 	"time"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"go.uber.org/goleak"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/acme/usersd/internal/dbtest"
 	"github.com/acme/usersd/internal/devissuer"
@@ -251,40 +249,11 @@ func TestRiverUI(t *testing.T) {
 // holding the RPC, SQL and job spans.
 func TestOTLPExport(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	spans := map[string][]string{} // trace id -> span names
-	collector := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var req coltracepb.ExportTraceServiceRequest
-		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
-			http.Error(w, "bad export", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		for _, rs := range req.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					id := hex.EncodeToString(s.TraceId)
-					spans[id] = append(spans[id], s.Name)
-				}
-			}
-		}
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		_, _ = w.Write(b)
-	}), ReadHeaderTimeout: time.Second}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = collector.Serve(ln) }()
-	t.Cleanup(func() { _ = collector.Close() })
-
+	c := startCollector(t)
 	p := proctest.Start(t, binary(t), withAuthOff(map[string]string{
 		"DATABASE_URL":                dbtest.URL(t),
 		"OTEL_TRACES_EXPORTER":        "otlp",
-		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + ln.Addr().String(),
+		"OTEL_EXPORTER_OTLP_ENDPOINT": c.URL,
 		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 		"OTEL_BSP_SCHEDULE_DELAY":     "100",
 	}))
@@ -297,20 +266,18 @@ func TestOTLPExport(t *testing.T) {
 
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		mu.Lock()
 		var found []string
+		spans := c.traces()
 		for _, names := range spans {
 			if slices.Contains(names, "users.v1.UserService/CreateUser") && slices.Contains(names, "INSERT") &&
 				slices.Contains(names, "river.work") {
 				found = names
 			}
 		}
-		mu.Unlock()
 		if found != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			mu.Lock()
 			t.Fatalf("no trace with the RPC, SQL and job spans; collector got %v", spans)
 		}
 		time.Sleep(100 * time.Millisecond)
