@@ -144,15 +144,6 @@ func runCases(t *testing.T, c apiClient, tag string) {
 	})
 }
 
-// wantField checks err is code, naming field.
-func wantField(t *testing.T, what string, err error, code connect.Code, field string) {
-	t.Helper()
-	var ce *callError
-	if !errors.As(err, &ce) || ce.code != code || ce.field != field {
-		t.Errorf("%s: err = %v, want %v naming field %q", what, err, code, field)
-	}
-}
-
 func mask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
 
 // updateCases runs UpdateUser: each field, an empty mask, bad paths, etags,

@@ -26,6 +26,7 @@ import (
 	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/internal/devissuer"
+	"github.com/acme/usersd/restjson"
 )
 
 // apiClient is one way of calling the users API. Errors come back as
@@ -60,6 +61,10 @@ func clients(t *testing.T, ts *testServer) map[string]apiClient {
 // clientsAs returns the seven clients sending token ("" sends none).
 func clientsAs(t *testing.T, ts *testServer, token string) map[string]apiClient {
 	h2, h1 := h2cClient(t), h1Client(t)
+	// No client-wide timeout: the calls carry their test's deadline, and a
+	// watch lasts as long as its test reads it (a timeout would leave a
+	// timer goroutine behind every abandoned stream).
+	h2.Timeout, h1.Timeout = 0, 0
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if token != "" {
 		h2.Transport = devissuer.Bearer{Token: token, Base: h2.Transport}
@@ -169,7 +174,11 @@ func fromConnect(err error) error {
 type grpcClient struct{ conn *grpc.ClientConn }
 
 func (c grpcClient) invoke(ctx context.Context, method string, req, resp proto.Message) error {
-	err := c.conn.Invoke(ctx, method, req, resp)
+	return grpcError(c.conn.Invoke(ctx, method, req, resp))
+}
+
+// grpcError is a grpc-go error as a *callError.
+func grpcError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -254,18 +263,12 @@ var restCodes = map[string]struct {
 	"rate_limited":        {429, connect.CodeResourceExhausted},
 	"precondition_failed": {412, connect.CodeFailedPrecondition},
 	"internal_error":      {500, connect.CodeInternal},
+	"cursor_expired":      {410, connect.CodeOutOfRange},
+	"limit_reached":       {409, connect.CodeResourceExhausted},
 }
 
-type restUser struct {
-	ID        string `json:"id"`
-	Email     string `json:"email"`
-	FullName  string `json:"full_name"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-	ETag      string `json:"etag"`
-}
-
-func (u restUser) proto() (*usersv1.User, error) {
+// userFromREST is a REST user as a message, checking its timestamps.
+func userFromREST(u restjson.User) (*usersv1.User, error) {
 	var ts [2]time.Time
 	for i, s := range []string{u.CreatedAt, u.UpdatedAt} {
 		t, err := time.Parse(time.RFC3339Nano, s)
@@ -334,7 +337,7 @@ func (c restClient) do(ctx context.Context, method, path string, body []byte, wa
 
 func (c restClient) create(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.User, error) {
 	body, _ := json.Marshal(map[string]string{"email": req.Email, "full_name": req.FullName})
-	var u restUser
+	var u restjson.User
 	resp, err := c.do(ctx, http.MethodPost, "/users", body, http.StatusCreated, &u)
 	if err != nil {
 		return nil, err
@@ -342,11 +345,11 @@ func (c restClient) create(ctx context.Context, req *usersv1.CreateUserRequest) 
 	if loc := resp.Header.Get("Location"); loc != "/users/"+u.ID {
 		return nil, fmt.Errorf("Location %q, want /users/%s", loc, u.ID)
 	}
-	return u.proto()
+	return userFromREST(u)
 }
 
 func (c restClient) get(ctx context.Context, id string) (*usersv1.User, error) {
-	var u restUser
+	var u restjson.User
 	resp, err := c.do(ctx, http.MethodGet, "/users/"+url.PathEscape(id), nil, http.StatusOK, &u)
 	if err != nil {
 		return nil, err
@@ -354,20 +357,20 @@ func (c restClient) get(ctx context.Context, id string) (*usersv1.User, error) {
 	if got := resp.Header.Get("ETag"); got != `"`+u.ETag+`"` {
 		return nil, fmt.Errorf("ETag header %s, want the body's etag %q quoted", got, u.ETag)
 	}
-	return u.proto()
+	return userFromREST(u)
 }
 
 func (c restClient) byEmail(ctx context.Context, email string) ([]*usersv1.User, error) {
 	var page struct {
-		Users         []restUser `json:"users"`
-		NextPageToken string     `json:"next_page_token"`
+		Users         []restjson.User `json:"users"`
+		NextPageToken string          `json:"next_page_token"`
 	}
 	if _, err := c.do(ctx, http.MethodGet, "/users?"+url.Values{"email": {email}}.Encode(), nil, http.StatusOK, &page); err != nil {
 		return nil, err
 	}
 	var out []*usersv1.User
 	for _, u := range page.Users {
-		pu, err := u.proto()
+		pu, err := userFromREST(u)
 		if err != nil {
 			return nil, err
 		}
@@ -407,7 +410,7 @@ func (c restClient) update(ctx context.Context, req *usersv1.UpdateUserRequest) 
 	if u.GetEtag() != "" {
 		hdr = []string{"If-Match", `"` + u.GetEtag() + `"`}
 	}
-	var out restUser
+	var out restjson.User
 	resp, err := c.do(ctx, http.MethodPatch, "/users/"+url.PathEscape(u.GetId()), body, http.StatusOK, &out, hdr...)
 	if err != nil {
 		return nil, err
@@ -415,7 +418,7 @@ func (c restClient) update(ctx context.Context, req *usersv1.UpdateUserRequest) 
 	if got := resp.Header.Get("ETag"); got != `"`+out.ETag+`"` {
 		return nil, fmt.Errorf("ETag header %s, want the body's etag %q quoted", got, out.ETag)
 	}
-	return out.proto()
+	return userFromREST(out)
 }
 
 func (c restClient) remove(ctx context.Context, id, etag string) error {
@@ -429,8 +432,8 @@ func (c restClient) remove(ctx context.Context, id, etag string) error {
 
 func (c restClient) list(ctx context.Context, size int32, token string) (*usersv1.ListUsersResponse, error) {
 	var page struct {
-		Users         []restUser `json:"users"`
-		NextPageToken string     `json:"next_page_token"`
+		Users         []restjson.User `json:"users"`
+		NextPageToken string          `json:"next_page_token"`
 	}
 	q := url.Values{"page_size": {fmt.Sprint(size)}, "page_token": {token}}
 	if _, err := c.do(ctx, http.MethodGet, "/users?"+q.Encode(), nil, http.StatusOK, &page); err != nil {
@@ -438,11 +441,20 @@ func (c restClient) list(ctx context.Context, size int32, token string) (*usersv
 	}
 	out := &usersv1.ListUsersResponse{NextPageToken: page.NextPageToken}
 	for _, u := range page.Users {
-		pu, err := u.proto()
+		pu, err := userFromREST(u)
 		if err != nil {
 			return nil, err
 		}
 		out.Users = append(out.Users, pu)
 	}
 	return out, nil
+}
+
+// wantField checks err is code, naming field.
+func wantField(t *testing.T, what string, err error, code connect.Code, field string) {
+	t.Helper()
+	var ce *callError
+	if !errors.As(err, &ce) || ce.code != code || ce.field != field {
+		t.Errorf("%s: err = %v, want %v naming field %q", what, err, code, field)
+	}
 }

@@ -40,25 +40,45 @@ var (
 	errUnavailable = wireError{connect.CodeUnavailable, http.StatusServiceUnavailable, "unavailable", "service temporarily unavailable, retry later"}
 	errNoKeys      = wireError{connect.CodeUnavailable, http.StatusServiceUnavailable, "unavailable", "authentication temporarily unavailable, retry later"}
 	errInternal    = wireError{connect.CodeInternal, http.StatusInternalServerError, "internal_error", "internal error"}
+
+	errCursorExpired   = wireError{connect.CodeOutOfRange, http.StatusGone, "cursor_expired", ""}
+	errNoWebhook       = wireError{connect.CodeNotFound, http.StatusNotFound, "not_found", "webhook not found"}
+	errTooManyWebhooks = wireError{connect.CodeResourceExhausted, http.StatusConflict, "limit_reached", ""}
+	errShuttingDown    = wireError{connect.CodeUnavailable, http.StatusServiceUnavailable, "unavailable", ""}
 )
+
+// sentinels are the domain's error values and their rows of the table.
+var sentinels = []struct {
+	err  error
+	wire wireError
+}{
+	{users.ErrNotFound, errNotFound},
+	{users.ErrEmailTaken, errConflict},
+	{users.ErrSubjectTaken, errHasUser},
+	{users.ErrStale, errStale},
+	{users.ErrCursorExpired, errCursorExpired},
+	{users.ErrWebhookNotFound, errNoWebhook},
+	{users.ErrTooManyWebhooks, errTooManyWebhooks},
+	{users.ErrShuttingDown, errShuttingDown},
+}
 
 // toWire classifies err by the table and returns what the client may see.
 // Unavailable and internal errors are logged here with their detail, which
 // never reaches the client.
 func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string) {
-	var w wireError
 	var fe *users.FieldError
-	switch {
-	case errors.As(err, &fe):
+	if errors.As(err, &fe) {
 		return errInvalid, fe.Error()
-	case errors.Is(err, users.ErrNotFound):
-		w = errNotFound
-	case errors.Is(err, users.ErrEmailTaken):
-		w = errConflict
-	case errors.Is(err, users.ErrSubjectTaken):
-		w = errHasUser
-	case errors.Is(err, users.ErrStale):
-		w = errStale
+	}
+	w, found := errInternal, false
+	for _, se := range sentinels {
+		if errors.Is(err, se.err) {
+			w, found = se.wire, true
+			break
+		}
+	}
+	switch {
+	case found:
 	case isType[*auth.TokenError](err):
 		w = errUnauth
 	case isType[*users.DeniedError](err):
@@ -77,7 +97,6 @@ func toWire(ctx context.Context, log *slog.Logger, err error) (wireError, string
 		w = errUnavailable
 		log.WarnContext(ctx, "database unavailable", "err", err)
 	default:
-		w = errInternal
 		log.ErrorContext(ctx, "internal error", "err", err)
 	}
 	if w.message == "" {

@@ -33,6 +33,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type testServer struct {
 	URL    string
 	DB     *store.DB         // nil over the in-memory store
+	Memory *userstest.Memory // the in-memory store, when it is the one
 	Issuer *devissuer.Issuer // nil when authentication is off
 	Admin  string            // a token with users:read and users:write ("" when authentication is off)
 	Logs   *proctest.SyncBuffer
@@ -40,11 +41,12 @@ type testServer struct {
 }
 
 type setupOpts struct {
-	memory    bool           // the in-memory store: the test is about the transport, and needs no PostgreSQL
-	proxy     bool           // route the pool through a TCP proxy that the test can cut
-	authOff   bool           // AUTH_DISABLED, on purpose: the test is about something else
-	issuerOff bool           // the issuer is down when the server starts
-	opts      server.Options // more options (rate limits, ...); Logger, RequestTimeout and Verifier are set here
+	memory    bool                          // the in-memory store: the test is about the transport, and needs no PostgreSQL
+	hooks     func(store.Hooks) store.Hooks // wraps the store's hooks (the welcome jobs), to inject delays and failures
+	proxy     bool                          // route the pool through a TCP proxy that the test can cut
+	authOff   bool                          // AUTH_DISABLED, on purpose: the test is about something else
+	issuerOff bool                          // the issuer is down when the server starts
+	opts      server.Options                // more options (rate limits, ...); Logger, RequestTimeout and Verifier are set here
 }
 
 // audience is the aud the test servers require.
@@ -98,7 +100,8 @@ func setup(t *testing.T, o setupOpts) *testServer {
 	}
 	var h http.Handler
 	if o.memory {
-		h = newHandler(t, userstest.NewMemory(), okHealth(), opts)
+		ts.Memory = userstest.NewMemory()
+		h = newHandler(t, ts.Memory, okHealth(), opts)
 	} else {
 		ts.DB, ts.proxy = openDB(t, o.proxy)
 		// An insert-only River client: creates enqueue their welcome job for real.
@@ -106,7 +109,11 @@ func setup(t *testing.T, o setupOpts) *testServer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h = newHandler(t, store.NewUsers(ts.DB, jobs.WelcomeHooks(rc)), server.NewHealth(ts.DB.Ping), opts)
+		hooks := jobs.WelcomeHooks(rc)
+		if o.hooks != nil {
+			hooks = o.hooks(hooks)
+		}
+		h = newHandler(t, store.NewUsers(ts.DB, hooks), server.NewHealth(ts.DB.Ping), opts)
 	}
 	ts.URL = serve(t, h, log)
 	return ts
@@ -166,10 +173,13 @@ func h1Client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-// newHandler is server.New over st, wired as usersd wires it.
+// newHandler is server.New over st, wired as usersd wires it (but for a
+// quicker feed poll, and webhooks to loopback allowed).
 func newHandler(t *testing.T, st users.Storage, health *server.Health, opts server.Options) http.Handler {
 	t.Helper()
-	h, err := server.New(users.New(st, users.Options{NoteUser: server.NoteUser}), health, opts)
+	svc := users.New(st, users.Options{NoteUser: server.NoteUser, FeedPoll: 20 * time.Millisecond, AllowPrivateWebhooks: true})
+	t.Cleanup(svc.Close)
+	h, err := server.New(svc, health, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,47 +13,26 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	usersv1 "github.com/acme/usersd/gen/users/v1"
+	"github.com/acme/usersd/restjson"
 	"github.com/acme/usersd/users"
 )
 
 // maxRESTBody is the largest REST request body; more is 413.
 const maxRESTBody = 1 << 20
 
-// restUser is a user in the REST shim's JSON.
-type restUser struct {
-	ID        string `json:"id"`
-	Email     string `json:"email"`
-	FullName  string `json:"full_name"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-	ETag      string `json:"etag"`
-}
-
 type restList struct {
-	Users         []restUser `json:"users"`
-	NextPageToken string     `json:"next_page_token"`
+	Users         []restjson.User `json:"users"`
+	NextPageToken string          `json:"next_page_token"`
 }
 
 type restError struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"` // the offending field of a validation error
-}
-
-func toREST(u *usersv1.User) restUser {
-	return restUser{
-		ID:        u.Id,
-		Email:     u.Email,
-		FullName:  u.FullName,
-		CreatedAt: u.CreatedAt.AsTime().UTC().Format(time.RFC3339Nano),
-		UpdatedAt: u.UpdatedAt.AsTime().UTC().Format(time.RFC3339Nano),
-		ETag:      u.Etag,
-	}
 }
 
 // rest is the JSON shim over the same domain operations as the Connect
@@ -80,7 +59,7 @@ func (h *rest) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/users/"+resp.User.Id)
-	writeJSON(w, http.StatusCreated, toREST(resp.User))
+	writeJSON(w, http.StatusCreated, restjson.FromUser(resp.User))
 }
 
 func (h *rest) get(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +116,7 @@ func (h *rest) update(w http.ResponseWriter, r *http.Request) {
 // writeUser answers 200 with u and its ETag.
 func (h *rest) writeUser(w http.ResponseWriter, u *usersv1.User) {
 	w.Header().Set("ETag", strconv.Quote(u.Etag))
-	writeJSON(w, http.StatusOK, toREST(u))
+	writeJSON(w, http.StatusOK, restjson.FromUser(u))
 }
 
 // remove is DELETE /users/{id}; If-Match makes it conditional.
@@ -166,26 +145,20 @@ func ifMatch(h string) string {
 
 func (h *rest) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := usersv1.ListUsersRequest{PageToken: q.Get("page_token"), Email: q.Get("email")}
-	if s := q.Get("page_size"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 32)
-		switch {
-		case errors.Is(err, strconv.ErrRange) && n > 0:
-			n = users.MaxPageSize // a huge page size is clamped like any other
-		case err != nil:
-			h.error(w, r, users.FieldErrorf("page_size", "must be an integer"))
-			return
-		}
-		req.PageSize = int32(n)
+	size, err := queryPageSize(q.Get("page_size"), users.MaxPageSize)
+	if err != nil {
+		h.error(w, r, err)
+		return
 	}
+	req := usersv1.ListUsersRequest{PageToken: q.Get("page_token"), Email: q.Get("email"), PageSize: size}
 	resp, err := h.svc.ListUsers(r.Context(), &req)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
-	out := restList{Users: make([]restUser, len(resp.Users)), NextPageToken: resp.NextPageToken}
+	out := restList{Users: make([]restjson.User, len(resp.Users)), NextPageToken: resp.NextPageToken}
 	for i, u := range resp.Users {
-		out.Users[i] = toREST(u)
+		out.Users[i] = restjson.FromUser(u)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -259,18 +232,25 @@ type userFields struct {
 // a string.
 func decodeUserFields(b []byte) (userFields, error) {
 	var f userFields
+	err := decodeObject(b, &f)
+	return f, err
+}
+
+// decodeObject reads b, which must be exactly one JSON object with only
+// the fields of v.
+func decodeObject(b []byte, v any) error {
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return f, users.FieldErrorf("body", "must be a JSON object")
+		return users.FieldErrorf("body", "must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return f, bodyError(err)
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return f, users.FieldErrorf("body", "must hold exactly one JSON object")
+		return users.FieldErrorf("body", "must hold exactly one JSON object")
 	}
-	return f, nil
+	return nil
 }
 
 // bodyError describes a JSON decoding error without echoing the input.
@@ -289,7 +269,7 @@ func bodyError(err error) error {
 	if s := err.Error(); len(s) > len(prefix) && s[:len(prefix)] == prefix {
 		return users.FieldErrorf("body", "has unknown field %s", s[len(prefix):])
 	}
-	return users.FieldErrorf("body", "is not a valid CreateUser request")
+	return users.FieldErrorf("body", "is not a valid request body")
 }
 
 // writeJSON answers v as JSON and a newline: what json.Marshal writes,

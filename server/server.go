@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/acme/usersd/auth"
+	usersv1 "github.com/acme/usersd/gen/users/v1"
 	"github.com/acme/usersd/gen/users/v1/usersv1connect"
 	"github.com/acme/usersd/users"
 )
@@ -139,7 +140,7 @@ func connectOptions(log *slog.Logger, timeout time.Duration, ins *instruments) (
 func newRoutes(svc *users.Service, health *Health, ins *instruments, timeout time.Duration, handlerOpts []connect.HandlerOption, opts Options, log *slog.Logger) *routeTable {
 	t := newRouteTable()
 	path, h := usersv1connect.NewUserServiceHandler(&connectHandler{svc: svc, log: log}, handlerOpts...)
-	t.service(path, h, false)
+	t.service(path, withoutDeadlinesForStreams(h), false)
 	path, h = grpchealth.NewHandler(health, handlerOpts...)
 	t.service(path, h, true)
 	reflector := grpcreflect.NewStaticReflector(usersv1connect.UserServiceName, grpchealth.HealthV1ServiceName)
@@ -159,6 +160,16 @@ func newRoutes(svc *users.Service, health *Health, ins *instruments, timeout tim
 	restRoute("DELETE /users/{id}", usersv1connect.UserServiceDeleteUserProcedure, r.remove)
 	t.plain("/users", authenticated, methodNotAllowed("GET, HEAD, POST"))
 	t.plain("/users/{id}", authenticated, methodNotAllowed("GET, HEAD, PATCH, DELETE"))
+	restRoute("GET /user-events", usersv1connect.UserServiceListUserEventsProcedure, r.listEvents)
+	// A stream outlives the request timeout: no deadline of its own.
+	t.rest("GET /user-events/stream", usersv1connect.UserServiceWatchUserEventsProcedure, ins.traced("GET /user-events/stream", r.streamEvents))
+	restRoute("POST /webhooks", usersv1connect.UserServiceCreateWebhookProcedure, r.createWebhook)
+	restRoute("GET /webhooks", usersv1connect.UserServiceListWebhooksProcedure, r.listWebhooks)
+	restRoute("DELETE /webhooks/{id}", usersv1connect.UserServiceDeleteWebhookProcedure, r.deleteWebhook)
+	t.plain("/user-events", authenticated, methodNotAllowed("GET, HEAD"))
+	t.plain("/user-events/stream", authenticated, methodNotAllowed("GET, HEAD"))
+	t.plain("/webhooks", authenticated, methodNotAllowed("GET, HEAD, POST"))
+	t.plain("/webhooks/{id}", authenticated, methodNotAllowed("DELETE"))
 
 	t.plain("GET /openapi.json", public, http.HandlerFunc(serveOpenAPI))
 	t.plain("GET /healthz", public, http.HandlerFunc(health.serveHTTP))
@@ -197,6 +208,27 @@ func withReadDeadline(d time.Duration, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); !ok || srv.ReadTimeout <= 0 || srv.ReadTimeout > d {
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withoutDeadlinesForStreams lifts the server's read deadline
+// (ReadTimeout, the request timeout) for server-streaming procedures:
+// their request is one small message, and their response lasts as long as
+// the client watches. Over HTTP/1.1 an expired read deadline would end
+// the request as if the client had gone.
+func withoutDeadlinesForStreams(h http.Handler) http.Handler {
+	streams := map[string]bool{}
+	svc := usersv1.File_users_v1_users_proto.Services().ByName("UserService")
+	for i := range svc.Methods().Len() {
+		if m := svc.Methods().Get(i); m.IsStreamingServer() {
+			streams["/"+string(svc.FullName())+"/"+string(m.Name())] = true
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if streams[r.URL.Path] {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -126,11 +126,18 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[users.NewUser, us
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		// unnest keeps the order, so of two rows with one email the first
 		// goes in.
+		// The created events in the same statement: one round trip, and
+		// exactly the rows that went in.
 		rows, err := tx.Query(ctx, `
-			INSERT INTO users (id, email, full_name, subject)
-			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-			ON CONFLICT DO NOTHING
-			RETURNING id, created_at`, ids, emails, names, subjects)
+			WITH ins AS (
+			        INSERT INTO users (id, email, full_name, subject)
+			        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+			        ON CONFLICT DO NOTHING
+			        RETURNING id, email, full_name, created_at),
+			     ev AS (
+			        INSERT INTO user_events (type, user_id, email, full_name, created_at, updated_at, version)
+			        SELECT 1, id, email, full_name, created_at, created_at, 1 FROM ins)
+			SELECT id, created_at FROM ins`, ids, emails, names, subjects)
 		if err != nil {
 			return err
 		}

@@ -71,8 +71,12 @@ func NewUsers(db *DB, hooks Hooks, opts ...UsersOption) *Users {
 	return s
 }
 
+// userLock takes the transaction-level advisory lock of the user $1 (a
+// uuid), which every change of a user takes before it writes.
+const userLock = `pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))`
+
 // userColumns are what every query of a whole user reads, in scanUser's order.
-const userColumns = `id, email, full_name, created_at, coalesce(updated_at, created_at), version, coalesce(subject, '')`
+const userColumns = `id, email, full_name, created_at, coalesce(updated_at, created_at) AS updated_at, version, coalesce(subject, '') AS subject`
 
 func scanUser(row pgx.Row, u *users.User) error {
 	return row.Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject)
@@ -183,11 +187,21 @@ func (s *Users) Update(ctx context.Context, id uuid.UUID, p users.Patch, g users
 	}
 	defer conn.Release()
 	var u users.User
-	err = scanUser(conn.QueryRow(ctx,
-		`UPDATE users SET email = coalesce($2, email), full_name = coalesce($3, full_name),
-		        version = version + 1, updated_at = now()
-		  WHERE id = $1 AND ($4::bigint = 0 OR version = $4) AND ($5::text = '' OR subject = $5)
-		RETURNING `+userColumns,
+	// The user's lock is taken before the update writes, so before the
+	// transaction gets its xid: of two changes to one user the later
+	// commits with the larger xid, and the feed has them in version order.
+	err = scanUser(conn.QueryRow(ctx, `
+		WITH lock AS MATERIALIZED (SELECT `+userLock+`),
+		     upd AS (
+		        UPDATE users SET email = coalesce($2, email), full_name = coalesce($3, full_name),
+		               version = version + 1, updated_at = now()
+		          FROM lock
+		         WHERE id = $1 AND ($4::bigint = 0 OR version = $4) AND ($5::text = '' OR subject = $5)
+		        RETURNING `+userColumns+`),
+		     ev AS (
+		        INSERT INTO user_events (type, user_id, email, full_name, created_at, updated_at, version)
+		        SELECT 2, id, email, full_name, created_at, updated_at, version FROM upd)
+		SELECT * FROM upd`,
 		pgUUID(id), p.Email, p.FullName, g.Version, g.Subject,
 	), &u)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -203,13 +217,27 @@ func (s *Users) Update(ctx context.Context, id uuid.UUID, p users.Patch, g users
 // the same transaction. Errors: users.ErrNotFound, users.ErrNotOwner, users.ErrStale.
 func (s *Users) Delete(ctx context.Context, id uuid.UUID, g users.Guard) error {
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx,
-			`DELETE FROM users WHERE id = $1 AND ($2::bigint = 0 OR version = $2) AND ($3::text = '' OR subject = $3)`,
-			pgUUID(id), g.Version, g.Subject)
+		// The lock first, as in Update; then the row, the personal data of
+		// the user's earlier events, and the deletion's own event.
+		if _, err := tx.Exec(ctx, `SELECT `+userLock, pgUUID(id)); err != nil {
+			return err
+		}
+		var deleted int
+		err := tx.QueryRow(ctx, `
+			WITH del AS (
+			        DELETE FROM users WHERE id = $1 AND ($2::bigint = 0 OR version = $2) AND ($3::text = '' OR subject = $3)
+			        RETURNING id),
+			     erase AS (
+			        UPDATE user_events SET email = NULL, full_name = NULL, erased = true
+			         WHERE user_id = $1 AND NOT erased AND EXISTS (SELECT 1 FROM del)),
+			     ev AS (
+			        INSERT INTO user_events (type, user_id) SELECT 3, id FROM del)
+			SELECT count(*) FROM del`,
+			pgUUID(id), g.Version, g.Subject).Scan(&deleted)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if deleted == 0 {
 			return s.whyNot(ctx, tx, id, g)
 		}
 		if s.hooks.OnDelete != nil {

@@ -5,9 +5,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
@@ -46,5 +49,55 @@ func TestCreateHookRollsBack(t *testing.T) {
 	var n int
 	if err := db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM users").Scan(&n); err != nil || n != 0 {
 		t.Errorf("users = %d (err %v), want 0 after a failed hook", n, err)
+	}
+}
+
+// TestFeedVersionOrderUnderContention: many concurrent updates of the
+// same few users; each user's events must come in version order, which
+// needs the user's lock to be taken before the transaction gets its xid.
+func TestFeedVersionOrderUnderContention(t *testing.T) {
+	t.Parallel()
+	st, _ := setup(t)
+	ctx := t.Context()
+	var ids []uuid.UUID
+	for i := range 3 {
+		u, err := st.Create(ctx, users.NewUser{Email: fmt.Sprintf("hot%d@example.com", i), FullName: "Hot"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 150 {
+				name := fmt.Sprintf("w%d-%d", w, i)
+				if _, err := st.Update(ctx, ids[(w+i)%len(ids)], users.Patch{FullName: &name}, users.Guard{}); err != nil {
+					t.Errorf("update: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	last := map[uuid.UUID]int64{}
+	n := 0
+	var after users.Cursor
+	for deadline := time.Now().Add(10 * time.Second); n < 3+8*150 && time.Now().Before(deadline); {
+		page, _, err := st.Events(ctx, after, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			n++
+			if e.User.Version <= last[e.UserID] {
+				t.Fatalf("user %s: version %d after version %d", e.UserID, e.User.Version, last[e.UserID])
+			}
+			last[e.UserID] = e.User.Version
+			after = e.Cursor
+		}
+	}
+	if n != 3+8*150 {
+		t.Errorf("%d events, want %d", n, 3+8*150)
 	}
 }

@@ -40,6 +40,13 @@ var Policy = map[string]Rule{
 	"ListUsers":  {Scope: ScopeRead}, // the email filter too
 	"UpdateUser": {Scope: ScopeWrite, Self: true},
 	"DeleteUser": {Scope: ScopeWrite, Self: true},
+
+	"ListUserEvents":  {Scope: ScopeRead},
+	"WatchUserEvents": {Scope: ScopeRead},
+
+	"CreateWebhook": {Scope: ScopeWebhooksAdmin},
+	"ListWebhooks":  {Scope: ScopeWebhooksAdmin},
+	"DeleteWebhook": {Scope: ScopeWebhooksAdmin},
 }
 
 // Grant is what the policy allowed one call: everything the operation
@@ -48,14 +55,12 @@ var Policy = map[string]Rule{
 type Grant struct {
 	all     bool
 	subject string // with !all: the caller, whose own user alone may be touched
+	scope   string // with !all: the scope that would allow everything
 }
 
 // GrantAll allows the operation on any user (the token has the scope, or
 // authentication is off).
 func GrantAll() Grant { return Grant{all: true} }
-
-// GrantSelf allows the operation only on the user bound to subject.
-func GrantSelf(subject string) Grant { return Grant{subject: subject} }
 
 // Decide applies r to p; p is nil when authentication is off, which
 // allows every call that has a rule. A nil r is a call without a rule.
@@ -68,7 +73,7 @@ func Decide(r *Rule, p *Principal) (Grant, error) {
 	case r.Scope != "" && p.Has(r.Scope):
 		return GrantAll(), nil
 	case r.Self && p.Subject != "":
-		return GrantSelf(p.Subject), nil
+		return Grant{subject: p.Subject, scope: r.Scope}, nil
 	}
 	return Grant{}, &DeniedError{"this call needs the " + r.Scope + " scope"}
 }
@@ -122,13 +127,14 @@ func (g Grant) boundSubject() (string, error) {
 	return "", &DeniedError{"no grant"}
 }
 
-// mayList allows reading across users only under a full grant.
-func (g Grant) mayList() error {
+// requireAll allows what is not about one's own user (lists, the feed,
+// webhooks) only under a full grant.
+func (g Grant) requireAll() error {
 	switch {
 	case g.all:
 		return nil
-	case g.subject != "":
-		return &DeniedError{"listing users needs the " + ScopeRead + " scope"}
+	case g.subject != "" && g.scope != "":
+		return &DeniedError{"this call needs the " + g.scope + " scope"}
 	}
 	return &DeniedError{"no grant"}
 }

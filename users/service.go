@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -21,6 +22,7 @@ import (
 type Service struct {
 	store Storage
 	opts  Options
+	hub   *hub
 }
 
 // Options adjust a Service.
@@ -29,10 +31,25 @@ type Options struct {
 	// changes, once the id is valid: the transport puts it in its access
 	// log and trace (ids, never emails, identify users there).
 	NoteUser func(ctx context.Context, id uuid.UUID)
+	// FeedPoll is how often the feed is read for this process's watchers
+	// while there are any (default 200ms); a change made through this
+	// process is read at once.
+	FeedPoll time.Duration
+	// AllowPrivateWebhooks lets webhooks name loopback, private and
+	// link-local addresses (WEBHOOK_ALLOW_PRIVATE).
+	AllowPrivateWebhooks bool
 }
 
-// New returns the service over s.
-func New(s Storage, opts Options) *Service { return &Service{store: s, opts: opts} }
+// DefaultFeedPoll is Options.FeedPoll's default.
+const DefaultFeedPoll = 200 * time.Millisecond
+
+// New returns the service over s. Close it to end the watches.
+func New(s Storage, opts Options) *Service {
+	if opts.FeedPoll <= 0 {
+		opts.FeedPoll = DefaultFeedPoll
+	}
+	return &Service{store: s, opts: opts, hub: newHub(s, opts.FeedPoll)}
+}
 
 func (s *Service) note(ctx context.Context, id uuid.UUID) {
 	if s.opts.NoteUser != nil {
@@ -54,6 +71,7 @@ func (s *Service) CreateUser(ctx context.Context, req *usersv1.CreateUserRequest
 	if err != nil {
 		return nil, err
 	}
+	s.hub.Poke()
 	return &usersv1.CreateUserResponse{User: ToProto(u)}, nil
 }
 
@@ -85,7 +103,7 @@ func (s *Service) ListUsers(ctx context.Context, req *usersv1.ListUsersRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if err := grantOf(ctx).mayList(); err != nil {
+	if err := grantOf(ctx).requireAll(); err != nil {
 		return nil, err
 	}
 	if req.Email != "" {
@@ -145,6 +163,7 @@ func (s *Service) UpdateUser(ctx context.Context, req *usersv1.UpdateUserRequest
 	if err != nil {
 		return nil, ownerError(owner, err)
 	}
+	s.hub.Poke()
 	return &usersv1.UpdateUserResponse{User: ToProto(u)}, nil
 }
 
@@ -162,6 +181,7 @@ func (s *Service) DeleteUser(ctx context.Context, req *usersv1.DeleteUserRequest
 	if err := s.store.Delete(ctx, id, Guard{Version: versionOf(id, req.Etag), Subject: owner}); err != nil {
 		return nil, ownerError(owner, err)
 	}
+	s.hub.Poke()
 	return &usersv1.DeleteUserResponse{}, nil
 }
 

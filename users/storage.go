@@ -39,10 +39,19 @@ type Guard struct {
 	Subject string // the user must be bound to this subject; "" accepts any
 }
 
-// Storage keeps users. store.Users implements it on PostgreSQL and
+// Storage is everything the Service keeps: the users, their change feed
+// and the webhooks. store.Users implements it on PostgreSQL and
 // userstest.Memory in memory; userstest.TestStorage holds both to the same
 // contract. Inputs are validated by the Service before they get here.
 type Storage interface {
+	UserStore
+	Feed
+	Webhooks
+}
+
+// UserStore keeps users. Every change is also written to the feed, in
+// the same transaction: a rolled-back change never appears there.
+type UserStore interface {
 	// Create stores a new user with a new UUIDv7 id at version 1. An email
 	// another user has, ignoring case, is ErrEmailTaken; a subject already
 	// bound to a user is ErrSubjectTaken.
@@ -60,8 +69,9 @@ type Storage interface {
 	// Errors: ErrNotFound, ErrNotOwner (g.Subject), ErrStale (g.Version),
 	// ErrEmailTaken.
 	Update(ctx context.Context, id uuid.UUID, p Patch, g Guard) (User, error)
-	// Delete erases the user if g holds. Errors: ErrNotFound, ErrNotOwner,
-	// ErrStale.
+	// Delete erases the user if g holds, and the personal data (email, full
+	// name) of the user's earlier events in the feed. Errors: ErrNotFound,
+	// ErrNotOwner, ErrStale.
 	Delete(ctx context.Context, id uuid.UUID, g Guard) error
 }
 

@@ -16,28 +16,30 @@ import (
 
 // config is everything usersd reads from the environment.
 type config struct {
-	DatabaseURL        string
-	MigrateDatabaseURL string // migrations' direct connection; empty: DatabaseURL
-	RiverPollOnly      bool
-	CreateBatch        bool // group commit of creates; CREATE_BATCH=off is a diagnostic
-	Bind               string
-	MaxConns           int32
-	MinConns           int32
-	AcquireTimeout     time.Duration
-	RequestTimeout     time.Duration
-	ShutdownDrain      time.Duration
-	ShutdownTimeout    time.Duration
-	CORSOrigins        []string
-	LogLevel           slog.Level
-	LogFormat          string
-	SMTPURL            string
-	MailFrom           string
-	RiverWorkers       int
-	RiverUIUser        string
-	RiverUIPassword    string
-	WebDir             string
-	PprofBind          string
-	MetricsBind        string
+	DatabaseURL         string
+	MigrateDatabaseURL  string // migrations' direct connection; empty: DatabaseURL
+	RiverPollOnly       bool
+	CreateBatch         bool // group commit of creates; CREATE_BATCH=off is a diagnostic
+	Bind                string
+	MaxConns            int32
+	MinConns            int32
+	AcquireTimeout      time.Duration
+	RequestTimeout      time.Duration
+	ShutdownDrain       time.Duration
+	ShutdownTimeout     time.Duration
+	CORSOrigins         []string
+	LogLevel            slog.Level
+	LogFormat           string
+	SMTPURL             string
+	MailFrom            string
+	RiverWorkers        int
+	EventRetention      time.Duration
+	WebhookAllowPrivate bool
+	RiverUIUser         string
+	RiverUIPassword     string
+	WebDir              string
+	PprofBind           string
+	MetricsBind         string
 
 	AuthIssuer     string
 	AuthAudience   string
@@ -56,33 +58,35 @@ const defaultBind = "0.0.0.0:8000"
 func loadConfig(getenv func(string) string) (config, error) {
 	p := parser{getenv: getenv}
 	c := config{
-		DatabaseURL:        getenv("DATABASE_URL"),
-		MigrateDatabaseURL: getenv("MIGRATE_DATABASE_URL"),
-		RiverPollOnly:      p.bool("RIVER_POLL_ONLY"),
-		CreateBatch:        p.onOff("CREATE_BATCH", true),
-		Bind:               cmp.Or(getenv("BIND"), defaultBind),
-		MaxConns:           int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
-		MinConns:           int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
-		AcquireTimeout:     p.duration("DB_ACQUIRE_TIMEOUT", 5*time.Second),
-		RequestTimeout:     p.duration("REQUEST_TIMEOUT", 15*time.Second),
-		ShutdownDrain:      p.duration("SHUTDOWN_DRAIN", 0),
-		ShutdownTimeout:    p.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
-		LogFormat:          cmp.Or(getenv("LOG_FORMAT"), "json"),
-		SMTPURL:            getenv("SMTP_URL"),
-		MailFrom:           cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
-		RiverWorkers:       p.int("RIVER_WORKERS", 10, 0, 10000),
-		RiverUIUser:        cmp.Or(getenv("RIVER_UI_USER"), "admin"),
-		RiverUIPassword:    getenv("RIVER_UI_PASSWORD"),
-		WebDir:             getenv("WEB_DIR"),
-		PprofBind:          getenv("PPROF_BIND"),
-		MetricsBind:        getenv("METRICS_BIND"),
-		AuthIssuer:         getenv("AUTH_ISSUER"),
-		AuthAudience:       getenv("AUTH_AUDIENCE"),
-		AuthJWKSURL:        getenv("AUTH_JWKS_URL"),
-		AuthDisabled:       p.bool("AUTH_DISABLED"),
-		WebClientID:        cmp.Or(getenv("WEB_CLIENT_ID"), "usersd-web"),
-		RateLimitRPS:       p.int("RATE_LIMIT_RPS", 100, 0, 1_000_000),
-		RateLimitIPRPS:     p.int("RATE_LIMIT_IP_RPS", 20, 0, 1_000_000),
+		DatabaseURL:         getenv("DATABASE_URL"),
+		MigrateDatabaseURL:  getenv("MIGRATE_DATABASE_URL"),
+		RiverPollOnly:       p.bool("RIVER_POLL_ONLY"),
+		CreateBatch:         p.onOff("CREATE_BATCH", true),
+		Bind:                cmp.Or(getenv("BIND"), defaultBind),
+		MaxConns:            int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
+		MinConns:            int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
+		AcquireTimeout:      p.duration("DB_ACQUIRE_TIMEOUT", 5*time.Second),
+		RequestTimeout:      p.duration("REQUEST_TIMEOUT", 15*time.Second),
+		ShutdownDrain:       p.duration("SHUTDOWN_DRAIN", 0),
+		ShutdownTimeout:     p.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
+		LogFormat:           cmp.Or(getenv("LOG_FORMAT"), "json"),
+		SMTPURL:             getenv("SMTP_URL"),
+		MailFrom:            cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
+		RiverWorkers:        p.int("RIVER_WORKERS", 10, 0, 10000),
+		EventRetention:      p.duration("EVENT_RETENTION", 168*time.Hour),
+		WebhookAllowPrivate: p.bool("WEBHOOK_ALLOW_PRIVATE"),
+		RiverUIUser:         cmp.Or(getenv("RIVER_UI_USER"), "admin"),
+		RiverUIPassword:     getenv("RIVER_UI_PASSWORD"),
+		WebDir:              getenv("WEB_DIR"),
+		PprofBind:           getenv("PPROF_BIND"),
+		MetricsBind:         getenv("METRICS_BIND"),
+		AuthIssuer:          getenv("AUTH_ISSUER"),
+		AuthAudience:        getenv("AUTH_AUDIENCE"),
+		AuthJWKSURL:         getenv("AUTH_JWKS_URL"),
+		AuthDisabled:        p.bool("AUTH_DISABLED"),
+		WebClientID:         cmp.Or(getenv("WEB_CLIENT_ID"), "usersd-web"),
+		RateLimitRPS:        p.int("RATE_LIMIT_RPS", 100, 0, 1_000_000),
+		RateLimitIPRPS:      p.int("RATE_LIMIT_IP_RPS", 20, 0, 1_000_000),
 	}
 	if p.err != nil {
 		return c, p.err
@@ -113,6 +117,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.RequestTimeout <= 0 || c.AcquireTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		return c, fmt.Errorf("REQUEST_TIMEOUT, DB_ACQUIRE_TIMEOUT and SHUTDOWN_TIMEOUT must be positive")
+	}
+	if c.EventRetention < time.Minute {
+		return c, fmt.Errorf("EVENT_RETENTION must be at least 1m, such as 168h, not %s", c.EventRetention)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, not %q", getenv("LOG_LEVEL"))

@@ -110,3 +110,32 @@ func TestRunRequiresAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestFeedConfig(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:1/db"}
+	get := func(extra map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := extra[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	c, err := loadConfig(get(nil))
+	if err != nil || c.EventRetention != 168*time.Hour || c.WebhookAllowPrivate {
+		t.Errorf("defaults: retention %s, allow private %v, %v", c.EventRetention, c.WebhookAllowPrivate, err)
+	}
+	c, err = loadConfig(get(map[string]string{"EVENT_RETENTION": "24h", "WEBHOOK_ALLOW_PRIVATE": "true"}))
+	if err != nil || c.EventRetention != 24*time.Hour || !c.WebhookAllowPrivate {
+		t.Errorf("set: retention %s, allow private %v, %v", c.EventRetention, c.WebhookAllowPrivate, err)
+	}
+	for name, v := range map[string]string{"EVENT_RETENTION": "10s", "WEBHOOK_ALLOW_PRIVATE": "perhaps"} {
+		if _, err := loadConfig(get(map[string]string{name: v})); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%s: err = %v, want one naming %s", name, v, err, name)
+		}
+	}
+	if _, err := loadConfig(get(map[string]string{"EVENT_RETENTION": "soon"})); err == nil || !strings.Contains(err.Error(), "EVENT_RETENTION") {
+		t.Errorf("EVENT_RETENTION=soon: err = %v", err)
+	}
+}

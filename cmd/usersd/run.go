@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdown(cfg, log, a.health, srv, side, a.river)
+	return shutdown(cfg, log, a, srv, side)
 }
 
 func migrateOnly(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -187,6 +187,7 @@ func healthcheck(ctx context.Context, bind string) error {
 // app is usersd wired up, short of the listener: pool (migrated), River,
 // store and the HTTP handler.
 type app struct {
+	svc      *users.Service
 	db       *store.DB
 	verifier *auth.Verifier // nil when authentication is off
 	river    *river.Client[pgx.Tx]
@@ -222,19 +223,25 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry, m
 	// The worker needs the store and the store's create hook needs the
 	// River client, which needs the worker: tie the knot here.
 	welcome := &jobs.WelcomeWorker{DB: a.db, Mailer: mailer, Log: log}
-	a.river, err = newRiverClient(cfg, a.db, log, welcome, tel)
+	webhooks := &jobs.WebhookWorker{Client: jobs.NewWebhookClient(cfg.WebhookAllowPrivate), Log: log}
+	retention := &jobs.RetentionWorker{Retention: cfg.EventRetention, Log: log}
+	a.river, err = newRiverClient(cfg, a.db, log, tel, welcome, webhooks, retention)
 	if err != nil {
 		return nil, err
 	}
 	st := store.NewUsers(a.db, jobs.WelcomeHooks(a.river), append(tel.storeOptions(),
 		store.WithGroupCommit(cfg.CreateBatch), store.WithBatchTimeout(cfg.RequestTimeout))...)
 	welcome.Users = st
+	webhooks.Users, retention.Users = st, st
 	if cfg.RiverWorkers > 0 {
 		// Not ctx: its cancellation would cancel running jobs at the first
 		// signal. shutdown stops River in its turn, softly first.
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
 			return nil, fmt.Errorf("start river: %w", err)
 		}
+		dctx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+		a.closers = append(a.closers, stopDispatch)
+		go (&jobs.WebhookDispatcher{Users: st, River: a.river, Interval: time.Second, Log: log}).Run(dctx)
 	}
 
 	mounts := map[string]http.Handler{}
@@ -260,8 +267,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry, m
 	}
 
 	a.health = server.NewHealth(a.db.Ping)
-	svc := users.New(st, users.Options{NoteUser: server.NoteUser})
-	a.handler, err = server.New(svc, a.health, server.Options{
+	a.svc = users.New(st, users.Options{NoteUser: server.NoteUser, AllowPrivateWebhooks: cfg.WebhookAllowPrivate})
+	a.closers = append(a.closers, a.svc.Close)
+	a.handler, err = server.New(a.svc, a.health, server.Options{
 		Logger: log, RequestTimeout: cfg.RequestTimeout, CORSOrigins: cfg.CORSOrigins, WebDir: cfg.WebDir,
 		Mounts: mounts, TracerProvider: tel.tp, MeterProvider: tel.mp,
 		Verifier:       a.verifier,
@@ -303,16 +311,19 @@ func (a *app) close() {
 // shutdown runs the order of docs/design.md inside SHUTDOWN_TIMEOUT:
 // readiness off, drain, the HTTP servers, River; the pool closes as run
 // returns.
-func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Server, side []sideServer, rc *river.Client[pgx.Tx]) error {
+func shutdown(cfg config, log *slog.Logger, a *app, srv *http.Server, side []sideServer) error {
 	log.Info("shutting down", "drain", cfg.ShutdownDrain, "timeout", cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 
-	health.SetShuttingDown()
+	a.health.SetShuttingDown()
 	select {
 	case <-time.After(cfg.ShutdownDrain):
 	case <-ctx.Done():
 	}
+	// Watches never end by themselves: end them (their clients reconnect
+	// to another replica) so that the server can drain.
+	a.svc.Close()
 
 	var errs []error
 	if err := srv.Shutdown(ctx); err != nil {
@@ -331,11 +342,11 @@ func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Ser
 		deadline, _ := ctx.Deadline()
 		margin := min(time.Until(deadline)/4, 2*time.Second)
 		soft, cancelSoft := context.WithDeadline(ctx, deadline.Add(-margin))
-		err := rc.Stop(soft)
+		err := a.river.Stop(soft)
 		cancelSoft()
 		if err != nil {
 			log.Warn("jobs still running after the soft stop; cancelling them", "err", err)
-			if err := rc.StopAndCancel(ctx); err != nil {
+			if err := a.river.StopAndCancel(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("river stop: %w", err))
 			}
 		}
@@ -349,7 +360,7 @@ func shutdown(cfg config, log *slog.Logger, health *server.Health, srv *http.Ser
 
 // newRiverClient builds the River client on the shared pool. With
 // RIVER_WORKERS=0 it only inserts jobs.
-func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.WelcomeWorker, tel *telemetry) (*river.Client[pgx.Tx], error) {
+func newRiverClient(cfg config, db *store.DB, log *slog.Logger, tel *telemetry, welcome *jobs.WelcomeWorker, webhooks *jobs.WebhookWorker, retention *jobs.RetentionWorker) (*river.Client[pgx.Tx], error) {
 	rc := &river.Config{
 		Logger:     log,
 		Middleware: tel.riverMiddleware(),
@@ -366,7 +377,10 @@ func newRiverClient(cfg config, db *store.DB, log *slog.Logger, welcome *jobs.We
 	if cfg.RiverWorkers > 0 {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, welcome)
+		river.AddWorker(workers, webhooks)
+		river.AddWorker(workers, retention)
 		rc.Workers = workers
+		rc.PeriodicJobs = []*river.PeriodicJob{jobs.RetentionJob()}
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.RiverWorkers}}
 	}
 	client, err := river.NewClient(riverpgxv5.New(db.Pool), rc)

@@ -161,3 +161,20 @@ func TestMakeRunStampsVersion(t *testing.T) {
 		t.Errorf("make run's usersd says %q, want %q", got, "usersd "+strings.TrimSpace(string(want)))
 	}
 }
+
+func TestSQLSpanName(t *testing.T) {
+	t.Parallel()
+	for stmt, want := range map[string]string{
+		"SELECT 1":                           "SELECT",
+		"\n\t\tINSERT INTO users VALUES (1)": "INSERT",
+		"begin":                              "BEGIN",
+		"WITH ins AS (INSERT INTO users ...), ev AS (INSERT INTO user_events ...) SELECT id FROM ins": "INSERT",
+		"WITH lock AS MATERIALIZED (SELECT 1), upd AS (UPDATE users SET x = 1) SELECT * FROM upd":     "UPDATE",
+		"WITH del AS (DELETE FROM users ...), erase AS (UPDATE user_events ...) SELECT count(*)":      "DELETE",
+		"WITH h AS (SELECT 1) SELECT * FROM h":                                                        "SELECT",
+	} {
+		if got := sqlSpanName(stmt); got != want {
+			t.Errorf("sqlSpanName(%.30q) = %q, want %q", stmt, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
@@ -138,7 +139,27 @@ func (t *telemetry) sqlTracer() pgx.QueryTracer {
 	if !t.tracing {
 		return nil
 	}
-	return otelpgx.NewTracer(otelpgx.WithTracerProvider(t.tp), otelpgx.WithMeterProvider(metricnoop.NewMeterProvider()), otelpgx.WithTrimSQLInSpanName())
+	return otelpgx.NewTracer(otelpgx.WithTracerProvider(t.tp), otelpgx.WithMeterProvider(metricnoop.NewMeterProvider()), otelpgx.WithSpanNameFunc(sqlSpanName))
+}
+
+// sqlSpanName names a statement's span by its verb: the first word, or for
+// a WITH query the first verb that writes (the change a CTE makes is what
+// the statement is about), else SELECT.
+func sqlSpanName(stmt string) string {
+	stmt = strings.TrimSpace(stmt)
+	verb, _, _ := strings.Cut(stmt, " ")
+	verb = strings.ToUpper(strings.TrimSpace(verb))
+	if verb != "WITH" {
+		return verb
+	}
+	upper := strings.ToUpper(stmt)
+	first, name := len(upper), "SELECT"
+	for _, w := range []string{"INSERT INTO ", "UPDATE ", "DELETE FROM "} {
+		if i := strings.Index(upper, w); i >= 0 && i < first {
+			first, name = i, strings.Fields(w)[0]
+		}
+	}
+	return name
 }
 
 // storeOptions traces each batch of creates, when tracing is on.

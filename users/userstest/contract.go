@@ -1,7 +1,9 @@
 package userstest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -11,6 +13,12 @@ import (
 
 	"github.com/acme/usersd/users"
 )
+
+// Expirer is the retention of a feed: it forgets the events that
+// occurred before a time, and answers how many.
+type Expirer interface {
+	ExpireEvents(ctx context.Context, before time.Time) (int64, error)
+}
 
 // TestStorage holds a users.Storage to the contract the domain relies on.
 // newStorage returns an empty storage of its own for each subtest.
@@ -26,6 +34,10 @@ func TestStorage(t *testing.T, newStorage func(t *testing.T) users.Storage) {
 		{"email taken ignoring case", testEmailTaken},
 		{"list walks all pages", testListWalksAllPages},
 		{"update and delete guards", testGuards},
+		{"every change in the feed, in order", testFeed},
+		{"erasure reaches the feed", testFeedErasure},
+		{"expired cursors", testFeedExpiry},
+		{"webhooks", testWebhooks},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -229,5 +241,204 @@ func testGuards(t *testing.T, s users.Storage) {
 	// The subject may sign up again.
 	if _, err := s.Create(ctx, users.NewUser{Email: "ada2@example.com", FullName: "Ada", Subject: "sub-ada"}); err != nil {
 		t.Errorf("sign-up after delete: %v", err)
+	}
+}
+
+// allEvents reads the feed from the start until it holds want events. A
+// change is served only once every transaction that began before it has
+// ended, which in a busy database (other tests run beside this one) can
+// be a moment after the change returned.
+func allEvents(t *testing.T, s users.Storage, want int) []users.Event {
+	t.Helper()
+	var out []users.Event
+	var after users.Cursor
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		page, _, err := s.Events(t.Context(), after, 7)
+		if err != nil {
+			t.Fatalf("events after %v: %v", after, err)
+		}
+		out = append(out, page...)
+		if len(page) == 7 {
+			after = page[len(page)-1].Cursor
+			continue
+		}
+		if len(out) >= want || time.Now().After(deadline) {
+			return out
+		}
+		if len(out) > 0 {
+			after = out[len(out)-1].Cursor
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func testFeed(t *testing.T, s users.Storage) {
+	ctx := t.Context()
+	str := func(s string) *string { return &s }
+	head, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page, _, err := s.Events(ctx, head, 10); err != nil || len(page) != 0 {
+		t.Fatalf("events after the head of an empty feed: %v, %v", page, err)
+	}
+	var want []string // type and version, in the order of the changes
+	var ids []uuid.UUID
+	for i := range 5 {
+		u, err := s.Create(ctx, users.NewUser{Email: uuid.NewString() + "@example.com", FullName: "Fed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+		want = append(want, "created "+u.ID.String()+" 1")
+		if i%2 == 0 {
+			v2, err := s.Update(ctx, u.ID, users.Patch{FullName: str("Fed again")}, users.Guard{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, "updated "+u.ID.String()+" 2")
+			if v2.FullName != "Fed again" {
+				t.Fatalf("update: %+v", v2)
+			}
+		}
+	}
+	// A refused change writes no event.
+	if _, err := s.Update(ctx, ids[0], users.Patch{FullName: str("x")}, users.Guard{Version: 9}); !errors.Is(err, users.ErrStale) {
+		t.Fatalf("stale update: %v", err)
+	}
+	if _, err := s.Create(ctx, users.NewUser{Email: "FED-dup@example.com", FullName: "Dup"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, users.NewUser{Email: "fed-DUP@example.com", FullName: "Dup"}); !errors.Is(err, users.ErrEmailTaken) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	events := allEvents(t, s, len(want)+1)
+	var got []string
+	for i, e := range events {
+		if i > 0 && !events[i-1].Cursor.Less(e.Cursor) {
+			t.Errorf("event %d does not come after event %d: %v, %v", i, i-1, events[i-1].Cursor, e.Cursor)
+		}
+		if e.User == nil || e.User.ID != e.UserID || e.OccurredAt.IsZero() {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+		name := map[users.EventType]string{users.EventCreated: "created", users.EventUpdated: "updated"}[e.Type]
+		got = append(got, fmt.Sprintf("%s %s %d", name, e.UserID, e.User.Version))
+	}
+	if len(got) != len(want)+1 || !slices.Equal(got[:len(want)], want) {
+		t.Errorf("feed:\n%v\nwant:\n%v\nand one more create", got, want)
+	}
+	head, err = s.Head(ctx)
+	if err != nil || head != events[len(events)-1].Cursor {
+		t.Errorf("head %v, %v; want the last event's cursor %v", head, err, events[len(events)-1].Cursor)
+	}
+	if page, _, err := s.Events(ctx, head, 10); err != nil || len(page) != 0 {
+		t.Errorf("events after the head: %v, %v", page, err)
+	}
+	if page, _, err := s.Events(ctx, events[2].Cursor, 2); err != nil || len(page) != 2 || page[0].Cursor != events[3].Cursor {
+		t.Errorf("events after the third: %v, %v", page, err)
+	}
+}
+
+func testFeedErasure(t *testing.T, s users.Storage) {
+	ctx := t.Context()
+	str := func(s string) *string { return &s }
+	u, err := s.Create(ctx, users.NewUser{Email: "erased@example.com", FullName: "Erased Person"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, u.ID, users.Patch{Email: str("erased2@example.com")}, users.Guard{}); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := s.Create(ctx, users.NewUser{Email: "kept@example.com", FullName: "Kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, u.ID, users.Guard{}); err != nil {
+		t.Fatal(err)
+	}
+	events := allEvents(t, s, 4)
+	if len(events) != 4 {
+		t.Fatalf("%d events, want 4", len(events))
+	}
+	for _, e := range events {
+		switch {
+		case e.UserID == kept.ID:
+			if e.User == nil || e.User.Email != "kept@example.com" {
+				t.Errorf("another user's event lost its data: %+v", e)
+			}
+		case e.User != nil:
+			t.Errorf("an event of the erased user still carries the user: %+v", e.User)
+		}
+	}
+	if last := events[3]; last.Type != users.EventDeleted || last.UserID != u.ID || last.User != nil {
+		t.Errorf("last event %+v, want the deletion with the id only", last)
+	}
+}
+
+func testFeedExpiry(t *testing.T, s users.Storage) {
+	ctx := t.Context()
+	exp, ok := s.(Expirer)
+	if !ok {
+		t.Fatalf("%T has no ExpireEvents", s)
+	}
+	for range 3 {
+		if _, err := s.Create(ctx, users.NewUser{Email: uuid.NewString() + "@example.com", FullName: "Old"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := allEvents(t, s, 3)
+	time.Sleep(10 * time.Millisecond)
+	cut := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	fresh, err := s.Create(ctx, users.NewUser{Email: uuid.NewString() + "@example.com", FullName: "New"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := exp.ExpireEvents(ctx, cut)
+	if err != nil || n != 3 {
+		t.Fatalf("expire: %d, %v; want the 3 old events", n, err)
+	}
+	for i, e := range old[:2] {
+		if _, _, err := s.Events(ctx, e.Cursor, 10); !errors.Is(err, users.ErrCursorExpired) {
+			t.Errorf("after expired event %d: %v, want ErrCursorExpired", i, err)
+		}
+	}
+	// The newest expired event is the horizon: after it nothing is missing.
+	page, horizon, err := s.Events(ctx, old[2].Cursor, 10)
+	if err != nil || len(page) != 1 || page[0].UserID != fresh.ID || horizon != old[2].Cursor {
+		t.Errorf("after the last expired event: %v, horizon %v, %v; want the new one, and the horizon at the last expired", page, horizon, err)
+	}
+	if page, _, err := s.Events(ctx, users.Cursor{}, 10); err != nil || len(page) != 1 || page[0].UserID != fresh.ID {
+		t.Errorf("from the start: %v, %v; want only the kept event", page, err)
+	}
+}
+
+func testWebhooks(t *testing.T, s users.Storage) {
+	ctx := t.Context()
+	a, err := s.CreateWebhook(ctx, users.NewWebhook{URL: "https://a.example/hook", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil || a.URL != "https://a.example/hook" || a.CreatedAt.IsZero() || len(a.Types) != 0 {
+		t.Fatalf("create: %+v, %v", a, err)
+	}
+	b, err := s.CreateWebhook(ctx, users.NewWebhook{URL: "https://b.example/hook", Types: []users.EventType{users.EventDeleted}, Secret: []byte("k")})
+	if err != nil || !slices.Equal(b.Types, []users.EventType{users.EventDeleted}) {
+		t.Fatalf("create with types: %+v, %v", b, err)
+	}
+	list, err := s.ListWebhooks(ctx)
+	if err != nil || len(list) != 2 || list[0].ID != a.ID || list[1].ID != b.ID {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if err := s.DeleteWebhook(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteWebhook(ctx, a.ID); !errors.Is(err, users.ErrWebhookNotFound) {
+		t.Errorf("second delete: %v, want ErrWebhookNotFound", err)
+	}
+	for i := 1; i < users.MaxWebhooks; i++ {
+		if _, err := s.CreateWebhook(ctx, users.NewWebhook{URL: fmt.Sprintf("https://h%d.example/", i), Secret: []byte("k")}); err != nil {
+			t.Fatalf("webhook %d: %v", i+1, err)
+		}
+	}
+	if _, err := s.CreateWebhook(ctx, users.NewWebhook{URL: "https://one-too-many.example/", Secret: []byte("k")}); !errors.Is(err, users.ErrTooManyWebhooks) {
+		t.Errorf("webhook %d: %v, want ErrTooManyWebhooks", users.MaxWebhooks+1, err)
 	}
 }

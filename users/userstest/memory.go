@@ -17,11 +17,16 @@ import (
 	"github.com/acme/usersd/users"
 )
 
-// Memory is a users.Storage in a map, safe for concurrent use. Its zero
+// Memory is a users.Storage in maps, safe for concurrent use. Every
+// change is its own transaction: its event's cursor is {n, n}. Its zero
 // value is empty and ready.
 type Memory struct {
-	mu    sync.Mutex
-	users map[uuid.UUID]users.User
+	mu       sync.Mutex
+	users    map[uuid.UUID]users.User
+	events   []users.Event // in feed order
+	seq      int64
+	horizon  users.Cursor
+	webhooks []users.Webhook
 }
 
 var _ users.Storage = (*Memory)(nil)
@@ -53,7 +58,18 @@ func (m *Memory) Create(ctx context.Context, in users.NewUser) (users.User, erro
 		m.users = make(map[uuid.UUID]users.User)
 	}
 	m.users[id] = u
+	m.addEvent(users.EventCreated, u)
 	return u, nil
+}
+
+// addEvent appends the event of a change to u. m.mu held.
+func (m *Memory) addEvent(t users.EventType, u users.User) {
+	m.seq++
+	e := users.Event{Cursor: users.Cursor{Tx: m.seq, Seq: m.seq}, Type: t, UserID: u.ID, OccurredAt: time.Now().UTC()}
+	if t != users.EventDeleted {
+		e.User = &u
+	}
+	m.events = append(m.events, e)
 }
 
 func (m *Memory) Get(ctx context.Context, id uuid.UUID) (users.User, error) {
@@ -132,6 +148,7 @@ func (m *Memory) Update(ctx context.Context, id uuid.UUID, p users.Patch, g user
 	}
 	u.UpdatedAt = now
 	m.users[id] = u
+	m.addEvent(users.EventUpdated, u)
 	return u, nil
 }
 
@@ -141,10 +158,17 @@ func (m *Memory) Delete(ctx context.Context, id uuid.UUID, g users.Guard) error 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, err := m.guarded(id, g); err != nil {
+	u, err := m.guarded(id, g)
+	if err != nil {
 		return err
 	}
 	delete(m.users, id)
+	for i := range m.events {
+		if m.events[i].UserID == id {
+			m.events[i].User = nil // erased
+		}
+	}
+	m.addEvent(users.EventDeleted, u)
 	return nil
 }
 
@@ -161,4 +185,87 @@ func (m *Memory) guarded(id uuid.UUID, g users.Guard) (users.User, error) {
 		return u, users.ErrStale
 	}
 	return u, nil
+}
+
+func (m *Memory) Events(ctx context.Context, after users.Cursor, limit int) ([]users.Event, users.Cursor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, users.Cursor{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !after.IsZero() && after.Less(m.horizon) {
+		return nil, m.horizon, users.ErrCursorExpired
+	}
+	var out []users.Event
+	for _, e := range m.events {
+		if after.Less(e.Cursor) && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, m.horizon, nil
+}
+
+func (m *Memory) Head(ctx context.Context) (users.Cursor, error) {
+	if err := ctx.Err(); err != nil {
+		return users.Cursor{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.events) == 0 {
+		return m.horizon, nil
+	}
+	return m.events[len(m.events)-1].Cursor, nil
+}
+
+// ExpireEvents forgets the events that occurred before before, as
+// retention does, and returns how many.
+func (m *Memory) ExpireEvents(ctx context.Context, before time.Time) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := len(m.events)
+	for len(m.events) > 0 && m.events[0].OccurredAt.Before(before) {
+		m.horizon = m.events[0].Cursor
+		m.events = m.events[1:]
+	}
+	return int64(n - len(m.events)), nil
+}
+
+func (m *Memory) CreateWebhook(ctx context.Context, in users.NewWebhook) (users.Webhook, error) {
+	if err := ctx.Err(); err != nil {
+		return users.Webhook{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.webhooks) >= users.MaxWebhooks {
+		return users.Webhook{}, users.ErrTooManyWebhooks
+	}
+	w := users.Webhook{ID: uuid.Must(uuid.NewV7()), URL: in.URL, Types: slices.Clone(in.Types), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	m.webhooks = append(m.webhooks, w)
+	return w, nil
+}
+
+func (m *Memory) ListWebhooks(ctx context.Context) ([]users.Webhook, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.webhooks), nil
+}
+
+func (m *Memory) DeleteWebhook(ctx context.Context, id uuid.UUID) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := len(m.webhooks)
+	m.webhooks = slices.DeleteFunc(m.webhooks, func(w users.Webhook) bool { return w.ID == id })
+	if len(m.webhooks) == n {
+		return users.ErrWebhookNotFound
+	}
+	return nil
 }

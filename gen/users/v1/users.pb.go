@@ -26,6 +26,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Type is what happened to the user.
+type UserEvent_Type int32
+
+const (
+	// TYPE_UNSPECIFIED is never sent.
+	UserEvent_TYPE_UNSPECIFIED UserEvent_Type = 0
+	// TYPE_CREATED: the user was created; user is the new user.
+	UserEvent_TYPE_CREATED UserEvent_Type = 1
+	// TYPE_UPDATED: the user was changed; user is the user after the change.
+	UserEvent_TYPE_UPDATED UserEvent_Type = 2
+	// TYPE_DELETED: the user was erased; user is absent.
+	UserEvent_TYPE_DELETED UserEvent_Type = 3
+)
+
+// Enum value maps for UserEvent_Type.
+var (
+	UserEvent_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_CREATED",
+		2: "TYPE_UPDATED",
+		3: "TYPE_DELETED",
+	}
+	UserEvent_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"TYPE_CREATED":     1,
+		"TYPE_UPDATED":     2,
+		"TYPE_DELETED":     3,
+	}
+)
+
+func (x UserEvent_Type) Enum() *UserEvent_Type {
+	p := new(UserEvent_Type)
+	*p = x
+	return p
+}
+
+func (x UserEvent_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UserEvent_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_users_v1_users_proto_enumTypes[0].Descriptor()
+}
+
+func (UserEvent_Type) Type() protoreflect.EnumType {
+	return &file_users_v1_users_proto_enumTypes[0]
+}
+
+func (x UserEvent_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UserEvent_Type.Descriptor instead.
+func (UserEvent_Type) EnumDescriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{11, 0}
+}
+
 // User is a stored user account.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -641,6 +698,606 @@ func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
 	return file_users_v1_users_proto_rawDescGZIP(), []int{10}
 }
 
+// UserEvent is one change to one user, as the change feed delivers it.
+type UserEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the event's cursor: opaque, and increasing in the feed's order.
+	// Pass it as after to continue after this event.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// type is what happened.
+	Type UserEvent_Type `protobuf:"varint,2,opt,name=type,proto3,enum=users.v1.UserEvent_Type" json:"type,omitempty"`
+	// user_id is the id of the user the event is about.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// user is the user as it was after the change. It is absent for
+	// TYPE_DELETED and for every earlier event of a user that has since been
+	// erased: erasure removes the personal data from the feed too.
+	User *User `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	// occurred_at is when the change was made.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserEvent) Reset() {
+	*x = UserEvent{}
+	mi := &file_users_v1_users_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserEvent) ProtoMessage() {}
+
+func (x *UserEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserEvent.ProtoReflect.Descriptor instead.
+func (*UserEvent) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UserEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UserEvent) GetType() UserEvent_Type {
+	if x != nil {
+		return x.Type
+	}
+	return UserEvent_TYPE_UNSPECIFIED
+}
+
+func (x *UserEvent) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserEvent) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UserEvent) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+// ListUserEventsRequest asks for the events after a cursor.
+type ListUserEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after is the cursor to continue from: the id of the last event seen,
+	// or a next_after. Empty means from now on (an empty page whose
+	// next_after is the current end of the feed); "0" means from the oldest
+	// event still kept.
+	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	// page_size is the largest number of events to return: 0 means 100,
+	// values above 1000 are treated as 1000, negative values are
+	// INVALID_ARGUMENT.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserEventsRequest) Reset() {
+	*x = ListUserEventsRequest{}
+	mi := &file_users_v1_users_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserEventsRequest) ProtoMessage() {}
+
+func (x *ListUserEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListUserEventsRequest) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListUserEventsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListUserEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// ListUserEventsResponse holds one page of events.
+type ListUserEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events are in the feed's order; at most page_size of them.
+	Events []*UserEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// next_after is the cursor to pass as after next time; set also when
+	// the page is empty.
+	NextAfter     string `protobuf:"bytes,2,opt,name=next_after,json=nextAfter,proto3" json:"next_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserEventsResponse) Reset() {
+	*x = ListUserEventsResponse{}
+	mi := &file_users_v1_users_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserEventsResponse) ProtoMessage() {}
+
+func (x *ListUserEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListUserEventsResponse) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListUserEventsResponse) GetEvents() []*UserEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListUserEventsResponse) GetNextAfter() string {
+	if x != nil {
+		return x.NextAfter
+	}
+	return ""
+}
+
+// WatchUserEventsRequest says where a watch starts.
+type WatchUserEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after is the cursor to start after: empty means from now on, "0" from
+	// the oldest event still kept, anything else an event id or next_after.
+	After         string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchUserEventsRequest) Reset() {
+	*x = WatchUserEventsRequest{}
+	mi := &file_users_v1_users_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchUserEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchUserEventsRequest) ProtoMessage() {}
+
+func (x *WatchUserEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchUserEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchUserEventsRequest) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchUserEventsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+// Webhook is a URL that receives the change feed.
+type Webhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the webhook's UUID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// url receives a POST for every event of the chosen types.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// types are the event types delivered; empty means all.
+	Types []UserEvent_Type `protobuf:"varint,3,rep,packed,name=types,proto3,enum=users.v1.UserEvent_Type" json:"types,omitempty"`
+	// created_at is when the webhook was registered.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Webhook) Reset() {
+	*x = Webhook{}
+	mi := &file_users_v1_users_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Webhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Webhook) ProtoMessage() {}
+
+func (x *Webhook) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
+func (*Webhook) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Webhook) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Webhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Webhook) GetTypes() []UserEvent_Type {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *Webhook) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// CreateWebhookRequest registers a webhook.
+type CreateWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url must be an absolute http or https URL of at most 2,048 bytes,
+	// without user or password. Loopback, link-local and private addresses
+	// are refused unless the server allows them (WEBHOOK_ALLOW_PRIVATE).
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// types are the event types to deliver; empty means all.
+	Types         []UserEvent_Type `protobuf:"varint,2,rep,packed,name=types,proto3,enum=users.v1.UserEvent_Type" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookRequest) Reset() {
+	*x = CreateWebhookRequest{}
+	mi := &file_users_v1_users_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookRequest) ProtoMessage() {}
+
+func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookRequest.ProtoReflect.Descriptor instead.
+func (*CreateWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateWebhookRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CreateWebhookRequest) GetTypes() []UserEvent_Type {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+// CreateWebhookResponse holds the new webhook and its secret.
+type CreateWebhookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// webhook is the registered webhook.
+	Webhook *Webhook `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// secret signs every delivery (whsec_ and the base64 of 32 random
+	// bytes, as Standard Webhooks defines it). It is shown only here.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookResponse) Reset() {
+	*x = CreateWebhookResponse{}
+	mi := &file_users_v1_users_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookResponse) ProtoMessage() {}
+
+func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookResponse.ProtoReflect.Descriptor instead.
+func (*CreateWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateWebhookResponse) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+func (x *CreateWebhookResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// ListWebhooksRequest asks for every webhook.
+type ListWebhooksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhooksRequest) Reset() {
+	*x = ListWebhooksRequest{}
+	mi := &file_users_v1_users_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhooksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhooksRequest) ProtoMessage() {}
+
+func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhooksRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhooksRequest) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{18}
+}
+
+// ListWebhooksResponse holds every webhook.
+type ListWebhooksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// webhooks are oldest first.
+	Webhooks      []*Webhook `protobuf:"bytes,1,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhooksResponse) Reset() {
+	*x = ListWebhooksResponse{}
+	mi := &file_users_v1_users_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhooksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhooksResponse) ProtoMessage() {}
+
+func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhooksResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhooksResponse) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListWebhooksResponse) GetWebhooks() []*Webhook {
+	if x != nil {
+		return x.Webhooks
+	}
+	return nil
+}
+
+// DeleteWebhookRequest names the webhook to remove.
+type DeleteWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the webhook's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookRequest) Reset() {
+	*x = DeleteWebhookRequest{}
+	mi := &file_users_v1_users_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookRequest) ProtoMessage() {}
+
+func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteWebhookRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteWebhookResponse is empty: the webhook is gone.
+type DeleteWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookResponse) Reset() {
+	*x = DeleteWebhookResponse{}
+	mi := &file_users_v1_users_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookResponse) ProtoMessage() {}
+
+func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_users_v1_users_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_users_v1_users_proto_rawDescGZIP(), []int{21}
+}
+
 var File_users_v1_users_proto protoreflect.FileDescriptor
 
 const file_users_v1_users_proto_rawDesc = "" +
@@ -681,7 +1338,46 @@ const file_users_v1_users_proto_rawDesc = "" +
 	"\x11DeleteUserRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x14\n" +
-	"\x12DeleteUserResponse2\x82\x03\n" +
+	"\x12DeleteUserResponse\"\x97\x02\n" +
+	"\tUserEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x18.users.v1.UserEvent.TypeR\x04type\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\"\n" +
+	"\x04user\x18\x04 \x01(\v2\x0e.users.v1.UserR\x04user\x12;\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"R\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fTYPE_CREATED\x10\x01\x12\x10\n" +
+	"\fTYPE_UPDATED\x10\x02\x12\x10\n" +
+	"\fTYPE_DELETED\x10\x03\"J\n" +
+	"\x15ListUserEventsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"d\n" +
+	"\x16ListUserEventsResponse\x12+\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.users.v1.UserEventR\x06events\x12\x1d\n" +
+	"\n" +
+	"next_after\x18\x02 \x01(\tR\tnextAfter\".\n" +
+	"\x16WatchUserEventsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\"\x96\x01\n" +
+	"\aWebhook\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12.\n" +
+	"\x05types\x18\x03 \x03(\x0e2\x18.users.v1.UserEvent.TypeR\x05types\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"X\n" +
+	"\x14CreateWebhookRequest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12.\n" +
+	"\x05types\x18\x02 \x03(\x0e2\x18.users.v1.UserEvent.TypeR\x05types\"\\\n" +
+	"\x15CreateWebhookResponse\x12+\n" +
+	"\awebhook\x18\x01 \x01(\v2\x11.users.v1.WebhookR\awebhook\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x15\n" +
+	"\x13ListWebhooksRequest\"E\n" +
+	"\x14ListWebhooksResponse\x12-\n" +
+	"\bwebhooks\x18\x01 \x03(\v2\x11.users.v1.WebhookR\bwebhooks\"&\n" +
+	"\x14DeleteWebhookRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
+	"\x15DeleteWebhookResponse2\xaa\x06\n" +
 	"\vUserService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.users.v1.CreateUserRequest\x1a\x1c.users.v1.CreateUserResponse\x12C\n" +
@@ -690,7 +1386,12 @@ const file_users_v1_users_proto_rawDesc = "" +
 	"\n" +
 	"UpdateUser\x12\x1b.users.v1.UpdateUserRequest\x1a\x1c.users.v1.UpdateUserResponse\"\x03\x90\x02\x02\x12L\n" +
 	"\n" +
-	"DeleteUser\x12\x1b.users.v1.DeleteUserRequest\x1a\x1c.users.v1.DeleteUserResponse\"\x03\x90\x02\x02B-Z+github.com/acme/usersd/gen/users/v1;usersv1b\x06proto3"
+	"DeleteUser\x12\x1b.users.v1.DeleteUserRequest\x1a\x1c.users.v1.DeleteUserResponse\"\x03\x90\x02\x02\x12X\n" +
+	"\x0eListUserEvents\x12\x1f.users.v1.ListUserEventsRequest\x1a .users.v1.ListUserEventsResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\x0fWatchUserEvents\x12 .users.v1.WatchUserEventsRequest\x1a\x13.users.v1.UserEvent\"\x03\x90\x02\x010\x01\x12P\n" +
+	"\rCreateWebhook\x12\x1e.users.v1.CreateWebhookRequest\x1a\x1f.users.v1.CreateWebhookResponse\x12R\n" +
+	"\fListWebhooks\x12\x1d.users.v1.ListWebhooksRequest\x1a\x1e.users.v1.ListWebhooksResponse\"\x03\x90\x02\x01\x12U\n" +
+	"\rDeleteWebhook\x12\x1e.users.v1.DeleteWebhookRequest\x1a\x1f.users.v1.DeleteWebhookResponse\"\x03\x90\x02\x02B-Z+github.com/acme/usersd/gen/users/v1;usersv1b\x06proto3"
 
 var (
 	file_users_v1_users_proto_rawDescOnce sync.Once
@@ -704,46 +1405,78 @@ func file_users_v1_users_proto_rawDescGZIP() []byte {
 	return file_users_v1_users_proto_rawDescData
 }
 
-var file_users_v1_users_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_users_v1_users_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_users_v1_users_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_users_v1_users_proto_goTypes = []any{
-	(*User)(nil),                  // 0: users.v1.User
-	(*CreateUserRequest)(nil),     // 1: users.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),    // 2: users.v1.CreateUserResponse
-	(*GetUserRequest)(nil),        // 3: users.v1.GetUserRequest
-	(*GetUserResponse)(nil),       // 4: users.v1.GetUserResponse
-	(*ListUsersRequest)(nil),      // 5: users.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),     // 6: users.v1.ListUsersResponse
-	(*UpdateUserRequest)(nil),     // 7: users.v1.UpdateUserRequest
-	(*UpdateUserResponse)(nil),    // 8: users.v1.UpdateUserResponse
-	(*DeleteUserRequest)(nil),     // 9: users.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),    // 10: users.v1.DeleteUserResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 12: google.protobuf.FieldMask
+	(UserEvent_Type)(0),            // 0: users.v1.UserEvent.Type
+	(*User)(nil),                   // 1: users.v1.User
+	(*CreateUserRequest)(nil),      // 2: users.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),     // 3: users.v1.CreateUserResponse
+	(*GetUserRequest)(nil),         // 4: users.v1.GetUserRequest
+	(*GetUserResponse)(nil),        // 5: users.v1.GetUserResponse
+	(*ListUsersRequest)(nil),       // 6: users.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),      // 7: users.v1.ListUsersResponse
+	(*UpdateUserRequest)(nil),      // 8: users.v1.UpdateUserRequest
+	(*UpdateUserResponse)(nil),     // 9: users.v1.UpdateUserResponse
+	(*DeleteUserRequest)(nil),      // 10: users.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),     // 11: users.v1.DeleteUserResponse
+	(*UserEvent)(nil),              // 12: users.v1.UserEvent
+	(*ListUserEventsRequest)(nil),  // 13: users.v1.ListUserEventsRequest
+	(*ListUserEventsResponse)(nil), // 14: users.v1.ListUserEventsResponse
+	(*WatchUserEventsRequest)(nil), // 15: users.v1.WatchUserEventsRequest
+	(*Webhook)(nil),                // 16: users.v1.Webhook
+	(*CreateWebhookRequest)(nil),   // 17: users.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),  // 18: users.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),    // 19: users.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),   // 20: users.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),   // 21: users.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),  // 22: users.v1.DeleteWebhookResponse
+	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),  // 24: google.protobuf.FieldMask
 }
 var file_users_v1_users_proto_depIdxs = []int32{
-	11, // 0: users.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	11, // 1: users.v1.User.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: users.v1.CreateUserResponse.user:type_name -> users.v1.User
-	0,  // 3: users.v1.GetUserResponse.user:type_name -> users.v1.User
-	0,  // 4: users.v1.ListUsersResponse.users:type_name -> users.v1.User
-	0,  // 5: users.v1.UpdateUserRequest.user:type_name -> users.v1.User
-	12, // 6: users.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 7: users.v1.UpdateUserResponse.user:type_name -> users.v1.User
-	1,  // 8: users.v1.UserService.CreateUser:input_type -> users.v1.CreateUserRequest
-	3,  // 9: users.v1.UserService.GetUser:input_type -> users.v1.GetUserRequest
-	5,  // 10: users.v1.UserService.ListUsers:input_type -> users.v1.ListUsersRequest
-	7,  // 11: users.v1.UserService.UpdateUser:input_type -> users.v1.UpdateUserRequest
-	9,  // 12: users.v1.UserService.DeleteUser:input_type -> users.v1.DeleteUserRequest
-	2,  // 13: users.v1.UserService.CreateUser:output_type -> users.v1.CreateUserResponse
-	4,  // 14: users.v1.UserService.GetUser:output_type -> users.v1.GetUserResponse
-	6,  // 15: users.v1.UserService.ListUsers:output_type -> users.v1.ListUsersResponse
-	8,  // 16: users.v1.UserService.UpdateUser:output_type -> users.v1.UpdateUserResponse
-	10, // 17: users.v1.UserService.DeleteUser:output_type -> users.v1.DeleteUserResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	23, // 0: users.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	23, // 1: users.v1.User.updated_at:type_name -> google.protobuf.Timestamp
+	1,  // 2: users.v1.CreateUserResponse.user:type_name -> users.v1.User
+	1,  // 3: users.v1.GetUserResponse.user:type_name -> users.v1.User
+	1,  // 4: users.v1.ListUsersResponse.users:type_name -> users.v1.User
+	1,  // 5: users.v1.UpdateUserRequest.user:type_name -> users.v1.User
+	24, // 6: users.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 7: users.v1.UpdateUserResponse.user:type_name -> users.v1.User
+	0,  // 8: users.v1.UserEvent.type:type_name -> users.v1.UserEvent.Type
+	1,  // 9: users.v1.UserEvent.user:type_name -> users.v1.User
+	23, // 10: users.v1.UserEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	12, // 11: users.v1.ListUserEventsResponse.events:type_name -> users.v1.UserEvent
+	0,  // 12: users.v1.Webhook.types:type_name -> users.v1.UserEvent.Type
+	23, // 13: users.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 14: users.v1.CreateWebhookRequest.types:type_name -> users.v1.UserEvent.Type
+	16, // 15: users.v1.CreateWebhookResponse.webhook:type_name -> users.v1.Webhook
+	16, // 16: users.v1.ListWebhooksResponse.webhooks:type_name -> users.v1.Webhook
+	2,  // 17: users.v1.UserService.CreateUser:input_type -> users.v1.CreateUserRequest
+	4,  // 18: users.v1.UserService.GetUser:input_type -> users.v1.GetUserRequest
+	6,  // 19: users.v1.UserService.ListUsers:input_type -> users.v1.ListUsersRequest
+	8,  // 20: users.v1.UserService.UpdateUser:input_type -> users.v1.UpdateUserRequest
+	10, // 21: users.v1.UserService.DeleteUser:input_type -> users.v1.DeleteUserRequest
+	13, // 22: users.v1.UserService.ListUserEvents:input_type -> users.v1.ListUserEventsRequest
+	15, // 23: users.v1.UserService.WatchUserEvents:input_type -> users.v1.WatchUserEventsRequest
+	17, // 24: users.v1.UserService.CreateWebhook:input_type -> users.v1.CreateWebhookRequest
+	19, // 25: users.v1.UserService.ListWebhooks:input_type -> users.v1.ListWebhooksRequest
+	21, // 26: users.v1.UserService.DeleteWebhook:input_type -> users.v1.DeleteWebhookRequest
+	3,  // 27: users.v1.UserService.CreateUser:output_type -> users.v1.CreateUserResponse
+	5,  // 28: users.v1.UserService.GetUser:output_type -> users.v1.GetUserResponse
+	7,  // 29: users.v1.UserService.ListUsers:output_type -> users.v1.ListUsersResponse
+	9,  // 30: users.v1.UserService.UpdateUser:output_type -> users.v1.UpdateUserResponse
+	11, // 31: users.v1.UserService.DeleteUser:output_type -> users.v1.DeleteUserResponse
+	14, // 32: users.v1.UserService.ListUserEvents:output_type -> users.v1.ListUserEventsResponse
+	12, // 33: users.v1.UserService.WatchUserEvents:output_type -> users.v1.UserEvent
+	18, // 34: users.v1.UserService.CreateWebhook:output_type -> users.v1.CreateWebhookResponse
+	20, // 35: users.v1.UserService.ListWebhooks:output_type -> users.v1.ListWebhooksResponse
+	22, // 36: users.v1.UserService.DeleteWebhook:output_type -> users.v1.DeleteWebhookResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_users_v1_users_proto_init() }
@@ -756,13 +1489,14 @@ func file_users_v1_users_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_users_v1_users_proto_rawDesc), len(file_users_v1_users_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_users_v1_users_proto_goTypes,
 		DependencyIndexes: file_users_v1_users_proto_depIdxs,
+		EnumInfos:         file_users_v1_users_proto_enumTypes,
 		MessageInfos:      file_users_v1_users_proto_msgTypes,
 	}.Build()
 	File_users_v1_users_proto = out.File

@@ -45,6 +45,21 @@ const (
 	UserServiceUpdateUserProcedure = "/users.v1.UserService/UpdateUser"
 	// UserServiceDeleteUserProcedure is the fully-qualified name of the UserService's DeleteUser RPC.
 	UserServiceDeleteUserProcedure = "/users.v1.UserService/DeleteUser"
+	// UserServiceListUserEventsProcedure is the fully-qualified name of the UserService's
+	// ListUserEvents RPC.
+	UserServiceListUserEventsProcedure = "/users.v1.UserService/ListUserEvents"
+	// UserServiceWatchUserEventsProcedure is the fully-qualified name of the UserService's
+	// WatchUserEvents RPC.
+	UserServiceWatchUserEventsProcedure = "/users.v1.UserService/WatchUserEvents"
+	// UserServiceCreateWebhookProcedure is the fully-qualified name of the UserService's CreateWebhook
+	// RPC.
+	UserServiceCreateWebhookProcedure = "/users.v1.UserService/CreateWebhook"
+	// UserServiceListWebhooksProcedure is the fully-qualified name of the UserService's ListWebhooks
+	// RPC.
+	UserServiceListWebhooksProcedure = "/users.v1.UserService/ListWebhooks"
+	// UserServiceDeleteWebhookProcedure is the fully-qualified name of the UserService's DeleteWebhook
+	// RPC.
+	UserServiceDeleteWebhookProcedure = "/users.v1.UserService/DeleteWebhook"
 )
 
 // UserServiceClient is a client for the users.v1.UserService service.
@@ -72,6 +87,34 @@ type UserServiceClient interface {
 	// sent never will be. Fails with NOT_FOUND when no user has the id and
 	// FAILED_PRECONDITION when etag is set and differs from the stored one.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
+	// ListUserEvents returns one page of the change feed: every change to a
+	// user (created, updated, deleted), once, in one order that every reader
+	// shares and, per user, in version order. Pass next_after as the next
+	// call's after to continue; it is set on every page, also an empty one.
+	// Needs users:read. Fails with INVALID_ARGUMENT when after is not a
+	// cursor this service issued or page_size is negative, and with
+	// OUT_OF_RANGE when after is older than the oldest event still kept
+	// (EVENT_RETENTION): start again from "0" and reconcile.
+	ListUserEvents(context.Context, *connect.Request[v1.ListUserEventsRequest]) (*connect.Response[v1.ListUserEventsResponse], error)
+	// WatchUserEvents streams the change feed: first every event after the
+	// cursor, then each new one as it commits, until the client leaves.
+	// Reconnect with the id of the last event received to miss nothing.
+	// Needs users:read; errors as ListUserEvents.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	WatchUserEvents(context.Context, *connect.Request[v1.WatchUserEventsRequest]) (*connect.ServerStreamForClient[v1.UserEvent], error)
+	// CreateWebhook registers a URL that receives every change as a signed
+	// POST (Standard Webhooks). The secret that signs the deliveries is in
+	// the response only. Needs webhooks:admin. Fails with INVALID_ARGUMENT
+	// when the URL is not an absolute http(s) URL, is longer than 2,048
+	// bytes, carries credentials or names a private address, and with
+	// RESOURCE_EXHAUSTED when 100 webhooks exist.
+	CreateWebhook(context.Context, *connect.Request[v1.CreateWebhookRequest]) (*connect.Response[v1.CreateWebhookResponse], error)
+	// ListWebhooks returns every webhook, oldest first. Needs webhooks:admin.
+	ListWebhooks(context.Context, *connect.Request[v1.ListWebhooksRequest]) (*connect.Response[v1.ListWebhooksResponse], error)
+	// DeleteWebhook stops and removes a webhook. Needs webhooks:admin. Fails
+	// with NOT_FOUND when no webhook has the id.
+	DeleteWebhook(context.Context, *connect.Request[v1.DeleteWebhookRequest]) (*connect.Response[v1.DeleteWebhookResponse], error)
 }
 
 // NewUserServiceClient constructs a client for the users.v1.UserService service. By default, it
@@ -119,16 +162,55 @@ func NewUserServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		listUserEvents: connect.NewClient[v1.ListUserEventsRequest, v1.ListUserEventsResponse](
+			httpClient,
+			baseURL+UserServiceListUserEventsProcedure,
+			connect.WithSchema(userServiceMethods.ByName("ListUserEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		watchUserEvents: connect.NewClient[v1.WatchUserEventsRequest, v1.UserEvent](
+			httpClient,
+			baseURL+UserServiceWatchUserEventsProcedure,
+			connect.WithSchema(userServiceMethods.ByName("WatchUserEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		createWebhook: connect.NewClient[v1.CreateWebhookRequest, v1.CreateWebhookResponse](
+			httpClient,
+			baseURL+UserServiceCreateWebhookProcedure,
+			connect.WithSchema(userServiceMethods.ByName("CreateWebhook")),
+			connect.WithClientOptions(opts...),
+		),
+		listWebhooks: connect.NewClient[v1.ListWebhooksRequest, v1.ListWebhooksResponse](
+			httpClient,
+			baseURL+UserServiceListWebhooksProcedure,
+			connect.WithSchema(userServiceMethods.ByName("ListWebhooks")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		deleteWebhook: connect.NewClient[v1.DeleteWebhookRequest, v1.DeleteWebhookResponse](
+			httpClient,
+			baseURL+UserServiceDeleteWebhookProcedure,
+			connect.WithSchema(userServiceMethods.ByName("DeleteWebhook")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // userServiceClient implements UserServiceClient.
 type userServiceClient struct {
-	createUser *connect.Client[v1.CreateUserRequest, v1.CreateUserResponse]
-	getUser    *connect.Client[v1.GetUserRequest, v1.GetUserResponse]
-	listUsers  *connect.Client[v1.ListUsersRequest, v1.ListUsersResponse]
-	updateUser *connect.Client[v1.UpdateUserRequest, v1.UpdateUserResponse]
-	deleteUser *connect.Client[v1.DeleteUserRequest, v1.DeleteUserResponse]
+	createUser      *connect.Client[v1.CreateUserRequest, v1.CreateUserResponse]
+	getUser         *connect.Client[v1.GetUserRequest, v1.GetUserResponse]
+	listUsers       *connect.Client[v1.ListUsersRequest, v1.ListUsersResponse]
+	updateUser      *connect.Client[v1.UpdateUserRequest, v1.UpdateUserResponse]
+	deleteUser      *connect.Client[v1.DeleteUserRequest, v1.DeleteUserResponse]
+	listUserEvents  *connect.Client[v1.ListUserEventsRequest, v1.ListUserEventsResponse]
+	watchUserEvents *connect.Client[v1.WatchUserEventsRequest, v1.UserEvent]
+	createWebhook   *connect.Client[v1.CreateWebhookRequest, v1.CreateWebhookResponse]
+	listWebhooks    *connect.Client[v1.ListWebhooksRequest, v1.ListWebhooksResponse]
+	deleteWebhook   *connect.Client[v1.DeleteWebhookRequest, v1.DeleteWebhookResponse]
 }
 
 // CreateUser calls users.v1.UserService.CreateUser.
@@ -156,6 +238,31 @@ func (c *userServiceClient) DeleteUser(ctx context.Context, req *connect.Request
 	return c.deleteUser.CallUnary(ctx, req)
 }
 
+// ListUserEvents calls users.v1.UserService.ListUserEvents.
+func (c *userServiceClient) ListUserEvents(ctx context.Context, req *connect.Request[v1.ListUserEventsRequest]) (*connect.Response[v1.ListUserEventsResponse], error) {
+	return c.listUserEvents.CallUnary(ctx, req)
+}
+
+// WatchUserEvents calls users.v1.UserService.WatchUserEvents.
+func (c *userServiceClient) WatchUserEvents(ctx context.Context, req *connect.Request[v1.WatchUserEventsRequest]) (*connect.ServerStreamForClient[v1.UserEvent], error) {
+	return c.watchUserEvents.CallServerStream(ctx, req)
+}
+
+// CreateWebhook calls users.v1.UserService.CreateWebhook.
+func (c *userServiceClient) CreateWebhook(ctx context.Context, req *connect.Request[v1.CreateWebhookRequest]) (*connect.Response[v1.CreateWebhookResponse], error) {
+	return c.createWebhook.CallUnary(ctx, req)
+}
+
+// ListWebhooks calls users.v1.UserService.ListWebhooks.
+func (c *userServiceClient) ListWebhooks(ctx context.Context, req *connect.Request[v1.ListWebhooksRequest]) (*connect.Response[v1.ListWebhooksResponse], error) {
+	return c.listWebhooks.CallUnary(ctx, req)
+}
+
+// DeleteWebhook calls users.v1.UserService.DeleteWebhook.
+func (c *userServiceClient) DeleteWebhook(ctx context.Context, req *connect.Request[v1.DeleteWebhookRequest]) (*connect.Response[v1.DeleteWebhookResponse], error) {
+	return c.deleteWebhook.CallUnary(ctx, req)
+}
+
 // UserServiceHandler is an implementation of the users.v1.UserService service.
 type UserServiceHandler interface {
 	// CreateUser stores a new user and queues its welcome email in the same
@@ -181,6 +288,34 @@ type UserServiceHandler interface {
 	// sent never will be. Fails with NOT_FOUND when no user has the id and
 	// FAILED_PRECONDITION when etag is set and differs from the stored one.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
+	// ListUserEvents returns one page of the change feed: every change to a
+	// user (created, updated, deleted), once, in one order that every reader
+	// shares and, per user, in version order. Pass next_after as the next
+	// call's after to continue; it is set on every page, also an empty one.
+	// Needs users:read. Fails with INVALID_ARGUMENT when after is not a
+	// cursor this service issued or page_size is negative, and with
+	// OUT_OF_RANGE when after is older than the oldest event still kept
+	// (EVENT_RETENTION): start again from "0" and reconcile.
+	ListUserEvents(context.Context, *connect.Request[v1.ListUserEventsRequest]) (*connect.Response[v1.ListUserEventsResponse], error)
+	// WatchUserEvents streams the change feed: first every event after the
+	// cursor, then each new one as it commits, until the client leaves.
+	// Reconnect with the id of the last event received to miss nothing.
+	// Needs users:read; errors as ListUserEvents.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	WatchUserEvents(context.Context, *connect.Request[v1.WatchUserEventsRequest], *connect.ServerStream[v1.UserEvent]) error
+	// CreateWebhook registers a URL that receives every change as a signed
+	// POST (Standard Webhooks). The secret that signs the deliveries is in
+	// the response only. Needs webhooks:admin. Fails with INVALID_ARGUMENT
+	// when the URL is not an absolute http(s) URL, is longer than 2,048
+	// bytes, carries credentials or names a private address, and with
+	// RESOURCE_EXHAUSTED when 100 webhooks exist.
+	CreateWebhook(context.Context, *connect.Request[v1.CreateWebhookRequest]) (*connect.Response[v1.CreateWebhookResponse], error)
+	// ListWebhooks returns every webhook, oldest first. Needs webhooks:admin.
+	ListWebhooks(context.Context, *connect.Request[v1.ListWebhooksRequest]) (*connect.Response[v1.ListWebhooksResponse], error)
+	// DeleteWebhook stops and removes a webhook. Needs webhooks:admin. Fails
+	// with NOT_FOUND when no webhook has the id.
+	DeleteWebhook(context.Context, *connect.Request[v1.DeleteWebhookRequest]) (*connect.Response[v1.DeleteWebhookResponse], error)
 }
 
 // NewUserServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -224,6 +359,40 @@ func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	userServiceListUserEventsHandler := connect.NewUnaryHandler(
+		UserServiceListUserEventsProcedure,
+		svc.ListUserEvents,
+		connect.WithSchema(userServiceMethods.ByName("ListUserEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceWatchUserEventsHandler := connect.NewServerStreamHandler(
+		UserServiceWatchUserEventsProcedure,
+		svc.WatchUserEvents,
+		connect.WithSchema(userServiceMethods.ByName("WatchUserEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceCreateWebhookHandler := connect.NewUnaryHandler(
+		UserServiceCreateWebhookProcedure,
+		svc.CreateWebhook,
+		connect.WithSchema(userServiceMethods.ByName("CreateWebhook")),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceListWebhooksHandler := connect.NewUnaryHandler(
+		UserServiceListWebhooksProcedure,
+		svc.ListWebhooks,
+		connect.WithSchema(userServiceMethods.ByName("ListWebhooks")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceDeleteWebhookHandler := connect.NewUnaryHandler(
+		UserServiceDeleteWebhookProcedure,
+		svc.DeleteWebhook,
+		connect.WithSchema(userServiceMethods.ByName("DeleteWebhook")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/users.v1.UserService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case UserServiceCreateUserProcedure:
@@ -236,6 +405,16 @@ func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption
 			userServiceUpdateUserHandler.ServeHTTP(w, r)
 		case UserServiceDeleteUserProcedure:
 			userServiceDeleteUserHandler.ServeHTTP(w, r)
+		case UserServiceListUserEventsProcedure:
+			userServiceListUserEventsHandler.ServeHTTP(w, r)
+		case UserServiceWatchUserEventsProcedure:
+			userServiceWatchUserEventsHandler.ServeHTTP(w, r)
+		case UserServiceCreateWebhookProcedure:
+			userServiceCreateWebhookHandler.ServeHTTP(w, r)
+		case UserServiceListWebhooksProcedure:
+			userServiceListWebhooksHandler.ServeHTTP(w, r)
+		case UserServiceDeleteWebhookProcedure:
+			userServiceDeleteWebhookHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -263,4 +442,24 @@ func (UnimplementedUserServiceHandler) UpdateUser(context.Context, *connect.Requ
 
 func (UnimplementedUserServiceHandler) DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.DeleteUser is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) ListUserEvents(context.Context, *connect.Request[v1.ListUserEventsRequest]) (*connect.Response[v1.ListUserEventsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.ListUserEvents is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) WatchUserEvents(context.Context, *connect.Request[v1.WatchUserEventsRequest], *connect.ServerStream[v1.UserEvent]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.WatchUserEvents is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) CreateWebhook(context.Context, *connect.Request[v1.CreateWebhookRequest]) (*connect.Response[v1.CreateWebhookResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.CreateWebhook is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) ListWebhooks(context.Context, *connect.Request[v1.ListWebhooksRequest]) (*connect.Response[v1.ListWebhooksResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.ListWebhooks is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) DeleteWebhook(context.Context, *connect.Request[v1.DeleteWebhookRequest]) (*connect.Response[v1.DeleteWebhookResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("users.v1.UserService.DeleteWebhook is not implemented"))
 }
