@@ -8,9 +8,10 @@
 # (cmd/devissuer, its key in test-results/) and ../bin/usersd on free
 # 127.0.0.1 ports, usersd with the built page (dist/), a second origin
 # allowed by CORS and authentication against that issuer (rate limits off:
-# the tests fire many calls from one address), mints an admin token for the
-# tests, runs every test file with node's test runner, and always stops
-# usersd and the issuer and drops the database.
+# the tests fire many calls from one address; webhooks may reach loopback,
+# where the webhook test listens), mints an admin token and a webhooks:admin
+# token for the tests, runs every test file with node's test runner, and
+# always stops usersd and the issuer and drops the database.
 #
 # Environment: CHROMIUM (default /usr/bin/chromium, installed with apt-get
 # when missing), USERSD_BIN (default ../bin/usersd), KEEP_LOG=1 prints the
@@ -125,10 +126,16 @@ for i in $(seq 100); do
   sleep 0.1
 done
 
+# WEBHOOK_ALLOW_PRIVATE=true on purpose: the webhook test's receiver
+# listens on 127.0.0.1, which usersd otherwise refuses (as it must in
+# production). Workers on (few: the machine is shared), as webhook
+# deliveries are jobs; the welcome mails go to the development mailer,
+# which sends nothing.
 DATABASE_URL=$db_url \
 BIND=127.0.0.1:$port \
 WEB_DIR=$web/dist \
-RIVER_WORKERS=0 \
+RIVER_WORKERS=2 \
+WEBHOOK_ALLOW_PRIVATE=true \
 CORS_ALLOWED_ORIGINS=http://127.0.0.1:$cors_port \
 AUTH_ISSUER=$issuer_url \
 AUTH_AUDIENCE=usersd \
@@ -141,6 +148,9 @@ pid=$!
 # A token with both scopes for the tests (the same key file as the issuer's).
 token=$("$devissuer" token -addr "$issuer_addr" -audience usersd -key "$issuer_key" \
   -scope "users:read users:write" -sub web-client-tests-admin)
+# And one that may manage webhooks, and nothing else.
+webhooks_token=$("$devissuer" token -addr "$issuer_addr" -audience usersd -key "$issuer_key" \
+  -scope "webhooks:admin" -sub web-client-tests-webhooks)
 
 # Ready means healthy and checking tokens (the issuer's keys are loaded).
 url=http://127.0.0.1:$port
@@ -154,6 +164,7 @@ for i in $(seq 300); do
 done
 
 export USERSD_URL=$url CORS_ORIGIN_PORT=$cors_port RESULTS_DIR=$results USERSD_TOKEN=$token \
+  USERSD_WEBHOOKS_TOKEN=$webhooks_token \
   ISSUER_URL=$issuer_url ISSUER_ADDR=$issuer_addr ISSUER_KEY=$issuer_key DEVISSUER_BIN=$devissuer
 node --import tsx --test --test-reporter=spec \
   test/node/*.test.ts test/browser/*.test.ts

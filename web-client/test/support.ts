@@ -1,7 +1,8 @@
 // Shared helpers of the Node and browser tests. scripts/test.sh starts
 // usersd and the development issuer and passes their addresses (USERSD_URL,
-// ISSUER_URL), an admin token (USERSD_TOKEN) and what minting more tokens
-// takes (DEVISSUER_BIN, ISSUER_ADDR, ISSUER_KEY).
+// ISSUER_URL), an admin token (USERSD_TOKEN), one that manages webhooks
+// (USERSD_WEBHOOKS_TOKEN) and what minting more tokens takes (DEVISSUER_BIN,
+// ISSUER_ADDR, ISSUER_KEY).
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -31,6 +32,9 @@ export const issuerUrl = env("ISSUER_URL").replace(/\/+$/, "");
 
 /** A token with both scopes (users:read users:write), for tests about something else. */
 export const adminToken = env("USERSD_TOKEN");
+
+/** A token with webhooks:admin only. */
+export const webhooksToken = env("USERSD_WEBHOOKS_TOKEN");
 
 /**
  * mintToken returns a token from the development issuer for subject with

@@ -1,6 +1,7 @@
 // The demo page: sign in, create a user, look one up, edit or delete it,
-// list users page by page, over Connect or gRPC-Web. The API is the page's
-// own origin unless the query says otherwise: ?api=http://127.0.0.1:8000
+// list users page by page, over Connect or gRPC-Web, the list kept live by
+// the change feed. The API is the page's own origin unless the query says
+// otherwise: ?api=http://127.0.0.1:8000
 //
 // On load the page reads the API's /config.json: with auth_disabled it
 // shows no sign-in and calls without a token; otherwise it signs in against
@@ -12,7 +13,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 
 import { createUserClient, type Protocol, type UserClient } from "../client.js";
 import { diagnoseNetworkError, formErrorOf, type FormError, type FormField } from "../errors.js";
-import type { User } from "../gen/users/v1/users_pb.js";
+import { UserEvent_Type, type User, type UserEvent } from "../gen/users/v1/users_pb.js";
 import { userUpdate } from "../update.js";
 import {
   SignInError,
@@ -153,6 +154,7 @@ function onExpired(): void {
 
 /** Removes what the signed-in user fetched: the list and the lookup result. */
 function forgetData(): void {
+  stopFollowing();
   userRows.replaceChildren();
   listLoaded = false;
   nextToken = "";
@@ -363,7 +365,7 @@ createForm.addEventListener("submit", (ev) => {
     createForm.reset();
     el<HTMLInputElement>("user-id").value = u.id;
     if (listLoaded) {
-      userRows.prepend(row(u));
+      putRow(u);
       showListStatus();
     }
   });
@@ -458,7 +460,7 @@ function hideUser(): void {
 /** The user is gone (deleted here or elsewhere): off the card and the list, with a word why. */
 function userGone(id: string, message: string): void {
   if (shown?.id === id) hideUser();
-  userRows.querySelector(`tr[data-id="${CSS.escape(id)}"]`)?.remove();
+  rowOf(id)?.remove();
   if (listLoaded) showListStatus();
   lookupStatus.textContent = message;
   inputs.id?.focus();
@@ -498,9 +500,24 @@ function userFailed(fe: FormError, u: User): boolean {
   return false;
 }
 
+function rowOf(id: string): HTMLTableRowElement | null {
+  return userRows.querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+}
+
 /** Replaces the list row of u, when the list shows it. */
 function updateRow(u: User): void {
-  userRows.querySelector(`tr[data-id="${CSS.escape(u.id)}"]`)?.replaceWith(row(u));
+  rowOf(u.id)?.replaceWith(row(u));
+}
+
+/**
+ * Shows a new user at the head of the list, or replaces its row: the
+ * change feed may announce a user this page just created before the
+ * create returns.
+ */
+function putRow(u: User): void {
+  const old = rowOf(u.id);
+  if (old === null) userRows.prepend(row(u));
+  else old.replaceWith(row(u));
 }
 
 editButton.addEventListener("click", () => {
@@ -652,6 +669,9 @@ function row(u: User): HTMLTableRowElement {
 async function loadPage(first: boolean): Promise<void> {
   clearFieldErrors("page_size", "page_token");
   await busy([more, reload], async () => {
+    // Where the feed ends before the first page is read: following from
+    // there replays, rather than misses, what changes while it loads.
+    const end = first ? await feedEnd() : undefined;
     const res = await call("ListUsers", (c) => c.listUsers({ pageSize: PAGE_SIZE, pageToken: first ? "" : nextToken }), (fe) => {
       if (fe.field !== undefined) {
         setFieldError(fe.field, fe.message);
@@ -671,6 +691,7 @@ async function loadPage(first: boolean): Promise<void> {
     nextToken = res.nextPageToken;
     more.hidden = nextToken === "";
     showListStatus();
+    if (first) follow(end ?? "");
   });
 }
 
@@ -678,6 +699,118 @@ function showListStatus(): void {
   const n = userRows.rows.length;
   listStatus.textContent =
     n === 0 ? "No users yet." : `${n} user${n === 1 ? "" : "s"} shown, ${PAGE_SIZE} per page${nextToken ? "" : " (end of list)"}.`;
+}
+
+// The live list: while it is loaded, the page follows the change feed
+// (WatchUserEvents) over the selected protocol and applies each event to
+// the rows it shows. The card above keeps the version it loaded, and its
+// etag, on purpose: an edit there still fails on someone else's change.
+
+const live = el("live");
+/** The running watch; undefined when not following. */
+let feed: AbortController | undefined;
+/** The id of the last event applied: where a reconnect continues. */
+let cursor = "";
+
+function setLive(state: "off" | "connecting" | "live"): void {
+  live.hidden = state === "off";
+  live.dataset["state"] = state;
+  live.textContent = state === "live" ? "Live" : "Connecting…";
+}
+
+/** The feed's current end, or undefined when it cannot be read (then the list says why). */
+async function feedEnd(): Promise<string | undefined> {
+  try {
+    return (await clientFor(currentProtocol()).listUserEvents({ after: "" })).nextAfter;
+  } catch {
+    return undefined;
+  }
+}
+
+function stopFollowing(): void {
+  feed?.abort();
+  feed = undefined;
+  setLive("off");
+}
+
+/**
+ * follow watches the feed after the cursor after ("" for from now on)
+ * until stopped, applying each event; when the stream fails or ends it
+ * reconnects after the last event applied, after a back-off.
+ */
+function follow(after: string): void {
+  stopFollowing();
+  const ctl = new AbortController();
+  feed = ctl;
+  cursor = after;
+  setLive("connecting");
+  void (async () => {
+    let failures = 0;
+    while (!ctl.signal.aborted) {
+      try {
+        const events = clientFor(currentProtocol()).watchUserEvents(
+          { after: cursor },
+          {
+            signal: ctl.signal,
+            timeoutMs: 0, // no deadline: a watch stays open
+            // usersd sends the headers once the watch has caught up.
+            onHeader: () => {
+              failures = 0;
+              setLive("live");
+            },
+          },
+        );
+        for await (const ev of events) {
+          if (ctl.signal.aborted) return; // a newer watch owns the list and the cursor
+          applyEvent(ev);
+          cursor = ev.id;
+        }
+      } catch (err) {
+        if (ctl.signal.aborted) return;
+        const code = ConnectError.from(err).code;
+        if (code === Code.OutOfRange) {
+          // The cursor is older than the oldest event kept: what changed
+          // since is lost. Start afresh: the list, then the feed from now.
+          stopFollowing();
+          void loadPage(true);
+          return;
+        }
+        if (code === Code.Unauthenticated || code === Code.PermissionDenied || code === Code.Unimplemented) {
+          // Retrying cannot help; the next Reload tries again.
+          stopFollowing();
+          return;
+        }
+      }
+      if (ctl.signal.aborted) return;
+      setLive("connecting");
+      // From half a second, doubling up to 15 s, jittered so that pages
+      // that lost the same server do not all come back at once.
+      const delay = Math.min(500 * 2 ** failures, 15_000) * (0.5 + Math.random() / 2);
+      failures++;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  })();
+}
+
+function applyEvent(ev: UserEvent): void {
+  // A user erased since has no user in its earlier events: its deletion
+  // follows.
+  if (ev.type === UserEvent_Type.DELETED) {
+    rowOf(ev.userId)?.remove();
+  } else if (ev.user !== undefined) {
+    // An update of a user on a page not loaded yet shows when it is.
+    if (ev.type === UserEvent_Type.CREATED) putRow(ev.user);
+    else updateRow(ev.user);
+    rowOf(ev.userId)?.classList.add("changed");
+  }
+  showListStatus();
+}
+
+// A switch of protocol moves the watch to it, from where it was.
+for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="protocol"]')) {
+  radio.addEventListener("change", () => {
+    if (feed !== undefined) follow(cursor);
+  });
 }
 
 more.addEventListener("click", () => void loadPage(false));
