@@ -8,6 +8,11 @@
 #   pgcluster.sh stop  DIR [MODE]     stop it (MODE: smart | fast | immediate; default fast)
 #   pgcluster.sh url   DIR DBNAME     print a connection URL over the unix socket
 #   pgcluster.sh createdb DIR DBNAME  create DBNAME unless it exists
+#   pgcluster.sh replica PRIMARY DIR [DELAY]
+#                                     create DIR as a streaming replica (hot standby) of
+#                                     the running cluster in PRIMARY (pg_basebackup -R),
+#                                     replaying DELAY behind it (recovery_min_apply_delay,
+#                                     e.g. 300ms; default 0); start it with "start DIR"
 set -euo pipefail
 
 die() { echo "pgcluster: $*" >&2; exit 1; }
@@ -35,7 +40,7 @@ as_owner() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pgcluster.sh init|start|stop|url|createdb DIR ..."
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pgcluster.sh init|start|stop|url|createdb|replica DIR ..."
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd -P) # the real path: .devdb may be a link
 bin=$(bindir)
@@ -77,6 +82,16 @@ createdb)
   port=$(sed -n 4p "$dir/data/postmaster.pid")
   exists=$("$bin/psql" -h "$dir" -p "$port" -U postgres -d postgres -tAc "select 1 from pg_database where datname = '${3:?dbname}'")
   [ "$exists" = 1 ] || "$bin/createdb" -h "$dir" -p "$port" -U postgres "$3"
+  ;;
+replica)
+  dst=$(mkdir -p "${3:?usage: pgcluster.sh replica PRIMARY DIR [DELAY]}" && cd "$3" && pwd -P)
+  [ -f "$dst/data/PG_VERSION" ] && exit 0
+  port=$(sed -n 4p "$dir/data/postmaster.pid")
+  [ "$(id -u)" = 0 ] && chown postgres: "$dst"
+  as_owner "$bin/pg_basebackup" -h "$dir" -p "$port" -U postgres -D "$dst/data" -R -X stream -c fast >"$dst/basebackup.log" 2>&1 ||
+    { cat "$dst/basebackup.log" >&2; die "pg_basebackup failed"; }
+  # The copied settings name the primary's socket directory: the last line wins.
+  printf 'unix_socket_directories = %s\nrecovery_min_apply_delay = %s\n' "'$dst'" "'${4:-0}'" >>"$dst/data/postgresql.conf"
   ;;
 *) die "unknown command $cmd" ;;
 esac

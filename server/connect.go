@@ -48,7 +48,11 @@ func (h *connectHandler) WatchUserEvents(ctx context.Context, req *connect.Reque
 	// stream.Send(nil) at caught-up sends the response headers: clients
 	// (and proxies) know the watch is open before the first event.
 	send := stream.Send
-	if err := h.svc.WatchUserEvents(ctx, req.Msg, send); err != nil && ctx.Err() == nil {
+	ctx, err := readAfter(ctx, req.Header().Get(consistencyHeader))
+	if err == nil {
+		err = h.svc.WatchUserEvents(ctx, req.Msg, send)
+	}
+	if err != nil && ctx.Err() == nil {
 		return connectError(ctx, h.log, err)
 	}
 	return nil // the client left
@@ -67,11 +71,43 @@ func (h *connectHandler) DeleteWebhook(ctx context.Context, req *connect.Request
 }
 
 // unary runs one domain operation for a unary RPC and maps its error by
-// the error table.
+// the error table. A Consistency-Token request header makes its reads see
+// at least that write; a write answers with the token of its commit.
 func unary[Req, Res any](ctx context.Context, log *slog.Logger, req *connect.Request[Req], op func(context.Context, *Req) (*Res, error)) (*connect.Response[Res], error) {
+	ctx, err := readAfter(ctx, req.Header().Get(consistencyHeader))
+	if err != nil {
+		return nil, connectError(ctx, log, err)
+	}
+	var writes *users.Writes
+	if req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
+		ctx, writes = users.RecordWrites(ctx)
+	}
 	res, err := op(ctx, req.Msg)
 	if err != nil {
 		return nil, connectError(ctx, log, err)
 	}
-	return connect.NewResponse(res), nil
+	resp := connect.NewResponse(res)
+	if writes != nil {
+		if tok := writes.Token(); tok.Pos() != 0 {
+			resp.Header().Set(consistencyHeader, tok.String())
+		}
+	}
+	return resp, nil
+}
+
+// consistencyHeader carries a consistency token: in the answer to a
+// write, and in a read that must see that write.
+const consistencyHeader = "Consistency-Token"
+
+// readAfter returns ctx whose reads must see the write the token names,
+// when one is given; a malformed one is invalid_argument.
+func readAfter(ctx context.Context, token string) (context.Context, error) {
+	if token == "" {
+		return ctx, nil
+	}
+	tok, err := users.ParseToken(consistencyHeader, token)
+	if err != nil {
+		return ctx, err
+	}
+	return users.ReadAfter(ctx, tok), nil
 }

@@ -300,3 +300,41 @@ func putJSONBuf(b *bytes.Buffer) {
 		jsonBufs.Put(b)
 	}
 }
+
+// withConsistency applies the Consistency-Token header to a REST route:
+// a read that sends one sees at least that write; a write (any method but
+// GET and HEAD) answers with the token of its commit.
+func withConsistency(log *slog.Logger, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, err := readAfter(r.Context(), r.Header.Get(consistencyHeader))
+		if err != nil {
+			writeRESTError(w, r, log, err)
+			return
+		}
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			if ctx != r.Context() {
+				r = r.WithContext(ctx)
+			}
+			h(w, r)
+			return
+		}
+		ctx, writes := users.RecordWrites(ctx)
+		h(&tokenWriter{ResponseWriter: w, writes: writes}, r.WithContext(ctx))
+	}
+}
+
+// tokenWriter adds the write's consistency token to the response headers
+// as they go out.
+type tokenWriter struct {
+	http.ResponseWriter
+	writes *users.Writes
+}
+
+func (w *tokenWriter) WriteHeader(code int) {
+	if tok := w.writes.Token(); tok.Pos() != 0 {
+		w.Header().Set(consistencyHeader, tok.String())
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *tokenWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -151,7 +151,7 @@ func newRoutes(svc *users.Service, health *Health, ins *instruments, timeout tim
 
 	r := &rest{svc: svc, log: log}
 	restRoute := func(pattern, procedure string, h http.HandlerFunc) {
-		t.rest(pattern, procedure, ins.traced(pattern, withTimeout(timeout, h)))
+		t.rest(pattern, procedure, ins.traced(pattern, withTimeout(timeout, withConsistency(log, h))))
 	}
 	restRoute("POST /users", usersv1connect.UserServiceCreateUserProcedure, r.create)
 	restRoute("GET /users", usersv1connect.UserServiceListUsersProcedure, r.list)
@@ -162,7 +162,7 @@ func newRoutes(svc *users.Service, health *Health, ins *instruments, timeout tim
 	t.plain("/users/{id}", authenticated, methodNotAllowed("GET, HEAD, PATCH, DELETE"))
 	restRoute("GET /user-events", usersv1connect.UserServiceListUserEventsProcedure, r.listEvents)
 	// A stream outlives the request timeout: no deadline of its own.
-	t.rest("GET /user-events/stream", usersv1connect.UserServiceWatchUserEventsProcedure, ins.traced("GET /user-events/stream", r.streamEvents))
+	t.rest("GET /user-events/stream", usersv1connect.UserServiceWatchUserEventsProcedure, ins.traced("GET /user-events/stream", withConsistency(log, r.streamEvents)))
 	restRoute("POST /webhooks", usersv1connect.UserServiceCreateWebhookProcedure, r.createWebhook)
 	restRoute("GET /webhooks", usersv1connect.UserServiceListWebhooksProcedure, r.listWebhooks)
 	restRoute("DELETE /webhooks/{id}", usersv1connect.UserServiceDeleteWebhookProcedure, r.deleteWebhook)
@@ -252,8 +252,8 @@ func withCORS(origins []string, h http.Handler) http.Handler {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: append(connectcors.AllowedMethods(), http.MethodPatch, http.MethodDelete),
-		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization", "If-Match"),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), "Location", "ETag", "Retry-After", "WWW-Authenticate"),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization", "If-Match", consistencyHeader),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "Location", "ETag", "Retry-After", "WWW-Authenticate", consistencyHeader),
 		MaxAge:         7200,
 	}).Handler(h)
 }

@@ -123,11 +123,10 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[users.NewUser, us
 		out[i] = users.User{ID: id, Email: c.In.Email, FullName: c.In.FullName, Subject: c.In.Subject, Version: 1}
 	}
 	errs := make([]error, n)
-	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
+	pos, err := s.db.inTxAt(ctx, func(tx pgx.Tx) error {
 		// unnest keeps the order, so of two rows with one email the first
-		// goes in.
-		// The created events in the same statement: one round trip, and
-		// exactly the rows that went in.
+		// goes in. The created events in the same statement: one round
+		// trip, and exactly the rows that went in.
 		rows, err := tx.Query(ctx, `
 			WITH ins AS (
 			        INSERT INTO users (id, email, full_name, subject)
@@ -172,6 +171,9 @@ func (s *Users) insertBatch(ctx context.Context, batch []*call[users.NewUser, us
 			c.Err = fmt.Errorf("create user: %w", errs[i])
 		default:
 			c.Out = out[i]
+			// The caller's own context: its transport answers with the
+			// position (a batch runs in the first caller's).
+			users.NoteWrite(c.Ctx, pos)
 		}
 	}
 	return err

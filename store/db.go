@@ -5,7 +5,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,4 +119,50 @@ func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 	defer conn.Release()
 	return classify(ctx, pgx.BeginFunc(ctx, conn, fn))
+}
+
+// walPosition is the primary's WAL insert position, as a number: at or
+// after the commit record of every transaction that has committed. (The
+// write position, pg_current_wal_lsn, can lag it with asynchronous
+// commit.) A replica that has replayed this far has those commits. On an
+// idle primary it may stand just past a page header, which replicas reach
+// only with the next record: a token read then goes to the primary, never
+// to a replica without the write.
+const walPosition = `(pg_current_wal_insert_lsn() - '0/0')::bigint`
+
+// inTxAt is InTx that also returns the WAL position of the commit, read in
+// the same round trip as the COMMIT: the simple protocol runs "COMMIT;
+// SELECT ..." as two transactions, the second after the first has ended.
+func (db *DB) inTxAt(ctx context.Context, fn func(pgx.Tx) error) (uint64, error) {
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, classify(ctx, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return 0, classify(ctx, err)
+	}
+	results, err := conn.Conn().PgConn().Exec(ctx, "COMMIT; SELECT "+walPosition).ReadAll()
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx)) // a no-op unless the COMMIT never ran
+		return 0, classify(ctx, err)
+	}
+	return parsePosition(results)
+}
+
+// parsePosition reads the walPosition of the last result.
+func parsePosition(results []*pgconn.Result) (uint64, error) {
+	if len(results) == 0 || len(results[len(results)-1].Rows) != 1 {
+		return 0, errors.New("no WAL position after the commit")
+	}
+	n, err := strconv.ParseUint(string(results[len(results)-1].Rows[0][0]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("WAL position: %w", err)
+	}
+	return n, nil
 }

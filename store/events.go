@@ -23,13 +23,27 @@ const servable = `xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
 // and ErrCursorExpired when after is older than the horizon. One query: the
 // horizon comes with the page.
 func (s *Users) Events(ctx context.Context, after users.Cursor, limit int) ([]users.Event, users.Cursor, error) {
+	var events []users.Event
 	var horizon users.Cursor
-	conn, err := s.db.Acquire(ctx)
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		events, horizon, err = readEvents(ctx, q, after, limit)
+		return err
+	})
 	if err != nil {
 		return nil, horizon, fmt.Errorf("read events: %w", err)
 	}
-	defer conn.Release()
-	rows, err := conn.Query(ctx, `
+	if !after.IsZero() && after.Less(horizon) {
+		return nil, horizon, users.ErrCursorExpired
+	}
+	return events, horizon, nil
+}
+
+// readEvents is one page of Events on q. A replica serves a prefix of the
+// feed as the primary had it, so a reader moving between them never skips.
+func readEvents(ctx context.Context, q querier, after users.Cursor, limit int) ([]users.Event, users.Cursor, error) {
+	var horizon users.Cursor
+	rows, err := q.Query(ctx, `
 		SELECT h.xid, h.seq, e.xid, e.seq, e.type, e.user_id, e.email, e.full_name, e.created_at, e.updated_at, e.version, e.erased, e.occurred_at
 		  FROM user_event_horizon h
 		  LEFT JOIN LATERAL (
@@ -37,7 +51,7 @@ func (s *Users) Events(ctx context.Context, after users.Cursor, limit int) ([]us
 		         WHERE (xid, seq) > ($1, $2) AND `+servable+`
 		         ORDER BY xid, seq LIMIT $3) e ON true`, after.Tx, after.Seq, limit)
 	if err != nil {
-		return nil, horizon, fmt.Errorf("read events: %w", classify(ctx, err))
+		return nil, horizon, classify(ctx, err)
 	}
 	// The horizon is on every row; without events there is one row, with
 	// the event's columns NULL.
@@ -63,13 +77,7 @@ func (s *Users) Events(ctx context.Context, after users.Cursor, limit int) ([]us
 		events = append(events, e)
 		return nil
 	})
-	if err != nil {
-		return nil, horizon, fmt.Errorf("read events: %w", classify(ctx, err))
-	}
-	if !after.IsZero() && after.Less(horizon) {
-		return nil, horizon, users.ErrCursorExpired
-	}
-	return events, horizon, nil
+	return events, horizon, classify(ctx, err)
 }
 
 // headQuery is the feed's head: the newest servable event, or the horizon
@@ -84,15 +92,12 @@ const headQuery = `
 // Head is the cursor of the newest servable event, or the horizon when
 // there is none.
 func (s *Users) Head(ctx context.Context) (users.Cursor, error) {
-	conn, err := s.db.Acquire(ctx)
+	var c users.Cursor
+	err := s.read(ctx, func(q querier) error {
+		return classify(ctx, q.QueryRow(ctx, headQuery).Scan(&c.Tx, &c.Seq))
+	})
 	if err != nil {
 		return users.Cursor{}, fmt.Errorf("read the feed's head: %w", err)
-	}
-	defer conn.Release()
-	var c users.Cursor
-	err = conn.QueryRow(ctx, headQuery).Scan(&c.Tx, &c.Seq)
-	if err != nil {
-		return users.Cursor{}, fmt.Errorf("read the feed's head: %w", classify(ctx, err))
 	}
 	return c, nil
 }

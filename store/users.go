@@ -23,13 +23,15 @@ type Hooks struct {
 
 // Users runs the queries on the users table.
 type Users struct {
-	db      *DB
-	hooks   Hooks
-	creates *groupCommit[users.NewUser, users.User] // nil: every create its own transaction
-	opts    usersOptions
+	db       *DB
+	replicas *Replicas // nil: every read on the primary
+	hooks    Hooks
+	creates  *groupCommit[users.NewUser, users.User] // nil: every create its own transaction
+	opts     usersOptions
 }
 
 type usersOptions struct {
+	replicas     *Replicas
 	groupCommit  bool
 	batchTimeout time.Duration
 	tracer       trace.Tracer
@@ -53,6 +55,10 @@ func WithBatchTimeout(d time.Duration) UsersOption {
 	}
 }
 
+// WithReplicas routes reads (Get, List, FindByEmail and the change feed)
+// through r.
+func WithReplicas(r *Replicas) UsersOption { return func(o *usersOptions) { o.replicas = r } }
+
 // WithTracer makes every batch of creates a span, linked to from the spans
 // of the requests in it. Without it batches are not traced (their SQL still
 // is, under the first request of the batch).
@@ -64,7 +70,7 @@ func NewUsers(db *DB, hooks Hooks, opts ...UsersOption) *Users {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Users{db: db, hooks: hooks, opts: o}
+	s := &Users{db: db, hooks: hooks, opts: o, replicas: o.replicas}
 	if o.groupCommit {
 		s.creates = newGroupCommit(maxBatch, int(min(maxBatchSlots, db.Pool.Config().MaxConns)), s.runBatch)
 	}
@@ -82,9 +88,15 @@ func scanUser(row pgx.Row, u *users.User) error {
 	return row.Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject)
 }
 
-// Get returns the user with the given id, or users.ErrNotFound.
+// Get returns the user with the given id, or users.ErrNotFound. It may be
+// served by a replica (see Replicas).
 func (s *Users) Get(ctx context.Context, id uuid.UUID) (users.User, error) {
-	u, _, err := s.get(ctx, id)
+	var u users.User
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		u, _, err = getUser(ctx, q, id)
+		return err
+	})
 	if err != nil {
 		return users.User{}, fmt.Errorf("get user: %w", err)
 	}
@@ -92,24 +104,25 @@ func (s *Users) Get(ctx context.Context, id uuid.UUID) (users.User, error) {
 }
 
 // GetForWelcome returns the user and whether its welcome mail was recorded
-// as sent.
+// as sent, from the primary: the job runs right after the create, which a
+// replica may not have replayed yet.
 func (s *Users) GetForWelcome(ctx context.Context, id uuid.UUID) (users.User, bool, error) {
-	u, welcomed, err := s.get(ctx, id)
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return users.User{}, false, fmt.Errorf("get user for welcome: %w", err)
+	}
+	defer conn.Release()
+	u, welcomed, err := getUser(ctx, conn, id)
 	if err != nil {
 		return users.User{}, false, fmt.Errorf("get user for welcome: %w", err)
 	}
 	return u, welcomed, nil
 }
 
-func (s *Users) get(ctx context.Context, id uuid.UUID) (users.User, bool, error) {
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return users.User{}, false, err
-	}
-	defer conn.Release()
+func getUser(ctx context.Context, q querier, id uuid.UUID) (users.User, bool, error) {
 	var u users.User
 	var welcomed bool
-	err = conn.QueryRow(ctx,
+	err := q.QueryRow(ctx,
 		`SELECT `+userColumns+`, welcomed_at IS NOT NULL FROM users WHERE id = $1`, pgUUID(id),
 	).Scan((*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject, &welcomed)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -123,32 +136,31 @@ func (s *Users) get(ctx context.Context, id uuid.UUID) (users.User, bool, error)
 // Keyset pagination over the UUIDv7 primary key: every page costs the same,
 // and rows inserted during a walk never shift it.
 func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]users.User, bool, error) {
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("list users: %w", err)
-	}
-	defer conn.Release()
-
-	// One extra row tells whether another page follows.
-	var rows pgx.Rows
-	if before == uuid.Nil {
-		rows, err = conn.Query(ctx,
-			`SELECT `+userColumns+` FROM users ORDER BY id DESC LIMIT $1`, limit+1)
-	} else {
-		rows, err = conn.Query(ctx,
-			`SELECT `+userColumns+` FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2`, pgUUID(before), limit+1)
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
-	}
-	page := make([]users.User, 0, limit+1)
-	var u users.User
-	_, err = pgx.ForEachRow(rows, []any{(*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject}, func() error {
-		page = append(page, u)
-		return nil
+	var page []users.User
+	err := s.read(ctx, func(q querier) error {
+		// One extra row tells whether another page follows.
+		var rows pgx.Rows
+		var err error
+		if before == uuid.Nil {
+			rows, err = q.Query(ctx,
+				`SELECT `+userColumns+` FROM users ORDER BY id DESC LIMIT $1`, limit+1)
+		} else {
+			rows, err = q.Query(ctx,
+				`SELECT `+userColumns+` FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2`, pgUUID(before), limit+1)
+		}
+		if err != nil {
+			return classify(ctx, err)
+		}
+		page = make([]users.User, 0, limit+1)
+		var u users.User
+		_, err = pgx.ForEachRow(rows, []any{(*pgUUID)(&u.ID), &u.Email, &u.FullName, &u.CreatedAt, &u.UpdatedAt, &u.Version, &u.Subject}, func() error {
+			page = append(page, u)
+			return nil
+		})
+		return classify(ctx, err)
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("list users: %w", classify(ctx, err))
+		return nil, false, fmt.Errorf("list users: %w", err)
 	}
 	if len(page) > limit {
 		return page[:limit], true, nil
@@ -159,18 +171,16 @@ func (s *Users) List(ctx context.Context, before uuid.UUID, limit int) ([]users.
 // FindByEmail returns the user whose email equals email regardless of
 // case, or users.ErrNotFound.
 func (s *Users) FindByEmail(ctx context.Context, email string) (users.User, error) {
-	conn, err := s.db.Acquire(ctx)
+	var u users.User
+	err := s.read(ctx, func(q querier) error {
+		err := scanUser(q.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email), &u)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return users.ErrNotFound
+		}
+		return classify(ctx, err)
+	})
 	if err != nil {
 		return users.User{}, fmt.Errorf("find user by email: %w", err)
-	}
-	defer conn.Release()
-	var u users.User
-	err = scanUser(conn.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email), &u)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return users.User{}, users.ErrNotFound
-	}
-	if err != nil {
-		return users.User{}, fmt.Errorf("find user by email: %w", classify(ctx, err))
 	}
 	return u, nil
 }
@@ -210,13 +220,19 @@ func (s *Users) Update(ctx context.Context, id uuid.UUID, p users.Patch, g users
 	if err != nil {
 		return users.User{}, fmt.Errorf("update user: %w", classify(ctx, err))
 	}
+	// The statement committed on its own: the position now is past it.
+	var pos uint64
+	if err := conn.QueryRow(ctx, `SELECT `+walPosition).Scan(&pos); err != nil {
+		return users.User{}, fmt.Errorf("update user: read the commit position: %w", classify(ctx, err))
+	}
+	users.NoteWrite(ctx, pos)
 	return u, nil
 }
 
 // Delete erases the user with id if g holds, and runs the delete hook in
 // the same transaction. Errors: users.ErrNotFound, users.ErrNotOwner, users.ErrStale.
 func (s *Users) Delete(ctx context.Context, id uuid.UUID, g users.Guard) error {
-	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
+	pos, err := s.db.inTxAt(ctx, func(tx pgx.Tx) error {
 		// The lock first, as in Update; then the row, the personal data of
 		// the user's earlier events, and the deletion's own event.
 		if _, err := tx.Exec(ctx, `SELECT `+userLock, pgUUID(id)); err != nil {
@@ -248,13 +264,12 @@ func (s *Users) Delete(ctx context.Context, id uuid.UUID, g users.Guard) error {
 	if err != nil {
 		return fmt.Errorf("delete user: %w", err)
 	}
+	users.NoteWrite(ctx, pos)
 	return nil
 }
 
 // whyNot says why a guarded change of user id touched no row.
-func (s *Users) whyNot(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, id uuid.UUID, g users.Guard) error {
+func (s *Users) whyNot(ctx context.Context, q querier, id uuid.UUID, g users.Guard) error {
 	var version int64
 	var subject string
 	err := q.QueryRow(ctx, `SELECT version, coalesce(subject, '') FROM users WHERE id = $1`, pgUUID(id)).Scan(&version, &subject)

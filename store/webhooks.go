@@ -129,12 +129,12 @@ func (s *Users) WebhookBacklog(ctx context.Context, id uuid.UUID, limit int) (We
 	if err != nil {
 		return w, nil, fmt.Errorf("read webhook: %w", err)
 	}
+	defer conn.Release()
 	var types []int16
 	var since pgtype.Timestamptz
 	err = conn.QueryRow(ctx, `
 		SELECT url, types, secret, cursor_xid, cursor_seq, failures, failing_since FROM webhooks WHERE id = $1`, pgUUID(id),
 	).Scan(&w.URL, &types, &w.Secret, &w.Cursor.Tx, &w.Cursor.Seq, &w.Failures, &since)
-	conn.Release()
 	if err == pgx.ErrNoRows {
 		return w, nil, users.ErrWebhookNotFound
 	}
@@ -142,7 +142,11 @@ func (s *Users) WebhookBacklog(ctx context.Context, id uuid.UUID, limit int) (We
 		return w, nil, fmt.Errorf("read webhook: %w", classify(ctx, err))
 	}
 	w.Types, w.FailingSince = fromEventTypes(types), since.Time
-	events, _, err := s.Events(ctx, w.Cursor, limit)
+	// On the primary, like the job's other reads and writes.
+	events, horizon, err := readEvents(ctx, conn, w.Cursor, limit)
+	if err == nil && w.Cursor.Less(horizon) {
+		err = users.ErrCursorExpired
+	}
 	return w, events, err
 }
 

@@ -17,6 +17,8 @@ import (
 // config is everything usersd reads from the environment.
 type config struct {
 	DatabaseURL         string
+	ReadDatabaseURLs    []string // streaming replicas that serve reads
+	ReplicaMaxLag       time.Duration
 	MigrateDatabaseURL  string // migrations' direct connection; empty: DatabaseURL
 	RiverPollOnly       bool
 	CreateBatch         bool // group commit of creates; CREATE_BATCH=off is a diagnostic
@@ -74,6 +76,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MailFrom:            cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
 		RiverWorkers:        p.int("RIVER_WORKERS", 10, 0, 10000),
 		EventRetention:      p.duration("EVENT_RETENTION", 168*time.Hour),
+		ReplicaMaxLag:       p.duration("REPLICA_MAX_LAG", time.Second),
 		WebhookAllowPrivate: p.bool("WEBHOOK_ALLOW_PRIVATE"),
 		RiverUIUser:         cmp.Or(getenv("RIVER_UI_USER"), "admin"),
 		RiverUIPassword:     getenv("RIVER_UI_PASSWORD"),
@@ -96,6 +99,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, err := store.ParseConfig(c.DatabaseURL); err != nil {
 		return c, fmt.Errorf("DATABASE_URL is malformed: %v", err) // pgconn redacts the password
+	}
+	for u := range strings.SplitSeq(getenv("READ_DATABASE_URLS"), ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if _, err := store.ParseConfig(u); err != nil {
+			return c, fmt.Errorf("READ_DATABASE_URLS has a malformed URL: %v", err) // pgconn redacts the password
+		}
+		c.ReadDatabaseURLs = append(c.ReadDatabaseURLs, u)
 	}
 	if c.MigrateDatabaseURL != "" {
 		if _, err := store.ParseConfig(c.MigrateDatabaseURL); err != nil {

@@ -229,8 +229,21 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry, m
 	if err != nil {
 		return nil, err
 	}
-	st := store.NewUsers(a.db, jobs.WelcomeHooks(a.river), append(tel.storeOptions(),
-		store.WithGroupCommit(cfg.CreateBatch), store.WithBatchTimeout(cfg.RequestTimeout))...)
+	storeOpts := append(tel.storeOptions(), store.WithGroupCommit(cfg.CreateBatch), store.WithBatchTimeout(cfg.RequestTimeout))
+	if len(cfg.ReadDatabaseURLs) > 0 {
+		replicas, err := store.OpenReplicas(ctx, a.db, cfg.ReadDatabaseURLs, cfg.ReplicaMaxLag, store.Config{
+			MaxConns: cfg.MaxConns, MinConns: cfg.MinConns, AcquireTimeout: cfg.AcquireTimeout, Tracer: tel.sqlTracer(),
+		}, log)
+		if err != nil {
+			return nil, fmt.Errorf("READ_DATABASE_URLS: %w", err)
+		}
+		a.closers = append(a.closers, replicas.Close)
+		if err := tel.recordReplicaStats(replicas); err != nil {
+			return nil, err
+		}
+		storeOpts = append(storeOpts, store.WithReplicas(replicas))
+	}
+	st := store.NewUsers(a.db, jobs.WelcomeHooks(a.river), storeOpts...)
 	welcome.Users = st
 	webhooks.Users, retention.Users = st, st
 	if cfg.RiverWorkers > 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/riverqueue/rivercontrib/otelriver"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -175,6 +176,45 @@ func (t *telemetry) storeOptions() []store.UsersOption {
 func (t *telemetry) recordPoolStats(db *store.DB) error {
 	if err := otelpgx.RecordStats(db.Pool, otelpgx.WithStatsMeterProvider(t.mp)); err != nil {
 		return fmt.Errorf("pool metrics: %w", err)
+	}
+	return nil
+}
+
+// recordReplicaStats publishes how reads are routed: reads served by
+// the primary and by each replica (usersd.db.reads, labelled target=
+// "primary" or "replica" and replica=host:port), and each replica's lag
+// behind the primary's writes (usersd.db.replica.lag, seconds; absent
+// while it is unusable).
+func (t *telemetry) recordReplicaStats(r *store.Replicas) error {
+	meter := t.mp.Meter("github.com/acme/usersd/store")
+	reads, err := meter.Int64ObservableCounter("usersd.db.reads", metric.WithDescription("Reads of users and the change feed, by the database that served them."))
+	if err != nil {
+		return fmt.Errorf("replica metrics: %w", err)
+	}
+	lag, err := meter.Float64ObservableGauge("usersd.db.replica.lag", metric.WithUnit("s"),
+		metric.WithDescription("How far each read replica is behind the primary's writes; 0 when it has replayed everything."))
+	if err != nil {
+		return fmt.Errorf("replica metrics: %w", err)
+	}
+	usable, err := meter.Int64ObservableGauge("usersd.db.replica.usable", metric.WithDescription("1 while a read replica can serve reads, else 0."))
+	if err != nil {
+		return fmt.Errorf("replica metrics: %w", err)
+	}
+	primary := metric.WithAttributes(attribute.String("target", "primary"))
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(reads, r.PrimaryReads(), primary)
+		for _, st := range r.Stats() {
+			attrs := metric.WithAttributes(attribute.String("target", "replica"), attribute.String("replica", st.Name))
+			o.ObserveInt64(reads, st.Reads, attrs)
+			o.ObserveInt64(usable, map[bool]int64{true: 1, false: 0}[st.Usable], metric.WithAttributes(attribute.String("replica", st.Name)))
+			if st.Usable {
+				o.ObserveFloat64(lag, st.Lag.Seconds(), metric.WithAttributes(attribute.String("replica", st.Name)))
+			}
+		}
+		return nil
+	}, reads, lag, usable)
+	if err != nil {
+		return fmt.Errorf("replica metrics: %w", err)
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ const (
 // servingSecrets not in the Deployment (without SMTP_URL usersd mails
 // nobody: its mailer for development only logs that it did not).
 var (
-	secretVars      = []string{"DATABASE_URL", "MIGRATE_DATABASE_URL", "SMTP_URL", "RIVER_UI_PASSWORD"}
+	secretVars      = []string{"DATABASE_URL", "MIGRATE_DATABASE_URL", "READ_DATABASE_URLS", "SMTP_URL", "RIVER_UI_PASSWORD"}
 	requiredSecrets = []string{"DATABASE_URL", "MIGRATE_DATABASE_URL"}
 	servingSecrets  = append(slices.Clone(requiredSecrets), "SMTP_URL")
 	// runtimeVars are the Go runtime's, not usersd's, set from the resources.

@@ -38,8 +38,8 @@ func TestPostgresOutage(t *testing.T) {
 }
 
 func testOutage(t *testing.T, mode string) {
-	c := newCluster(t)
-	dbURL := c.url("usersd")
+	c := dbtest.NewCluster(t, dbtest.Durable())
+	dbURL := c.URL("usersd")
 	// Welcome mail goes to an SMTP server that takes a while to accept it,
 	// so that jobs are in the middle of their work when PostgreSQL goes.
 	mail := smtptest.New(t)
@@ -59,15 +59,15 @@ func testOutage(t *testing.T, mode string) {
 	stopBegan := time.Now()
 	switch mode {
 	case "fast":
-		c.stop("fast")
+		c.Stop("fast")
 	case "kill9":
-		c.kill9()
+		c.Kill9()
 	}
 	down := time.Now()
 	t.Logf("PostgreSQL %s-stopped in %s", mode, down.Sub(stopBegan).Round(time.Millisecond))
 	time.Sleep(outage)
 	restartBegan := time.Now()
-	c.start() // pg_ctl -w: returns once PostgreSQL accepts connections
+	c.Start() // pg_ctl -w: returns once PostgreSQL accepts connections
 	up := time.Now()
 	t.Logf("PostgreSQL restarted in %s", up.Sub(restartBegan).Round(time.Millisecond))
 	time.Sleep(recoverWithin + 3*time.Second)

@@ -58,13 +58,15 @@ func (m *Memory) Create(ctx context.Context, in users.NewUser) (users.User, erro
 		m.users = make(map[uuid.UUID]users.User)
 	}
 	m.users[id] = u
-	m.addEvent(users.EventCreated, u)
+	m.addEvent(ctx, users.EventCreated, u)
 	return u, nil
 }
 
-// addEvent appends the event of a change to u. m.mu held.
-func (m *Memory) addEvent(t users.EventType, u users.User) {
+// addEvent appends the event of a change to u, which names the change's
+// position too. m.mu held.
+func (m *Memory) addEvent(ctx context.Context, t users.EventType, u users.User) {
 	m.seq++
+	users.NoteWrite(ctx, uint64(m.seq))
 	e := users.Event{Cursor: users.Cursor{Tx: m.seq, Seq: m.seq}, Type: t, UserID: u.ID, OccurredAt: time.Now().UTC()}
 	if t != users.EventDeleted {
 		e.User = &u
@@ -148,7 +150,7 @@ func (m *Memory) Update(ctx context.Context, id uuid.UUID, p users.Patch, g user
 	}
 	u.UpdatedAt = now
 	m.users[id] = u
-	m.addEvent(users.EventUpdated, u)
+	m.addEvent(ctx, users.EventUpdated, u)
 	return u, nil
 }
 
@@ -168,7 +170,7 @@ func (m *Memory) Delete(ctx context.Context, id uuid.UUID, g users.Guard) error 
 			m.events[i].User = nil // erased
 		}
 	}
-	m.addEvent(users.EventDeleted, u)
+	m.addEvent(ctx, users.EventDeleted, u)
 	return nil
 }
 
