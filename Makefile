@@ -79,13 +79,15 @@ web-client/node_modules/.package-lock.json: web-client/package.json web-client/p
 	cd web-client && npm ci --no-audit --no-fund
 	@touch $@
 
-## generate: rewrite gen/ and web-client/src/gen/ from proto/
+## generate: rewrite gen/ and web-client/src/gen/ from proto/, and
+## docs/configuration.md from package config
 generate: web-client/node_modules/.package-lock.json
 	$(BUF) generate
+	$(GO) run ./config/gendoc -o docs/configuration.md
 
 ## checkgenerate: fail when the committed generated code is stale
 checkgenerate: generate
-	@out=$$(git status --porcelain -- gen web-client/src/gen); \
+	@out=$$(git status --porcelain -- gen web-client/src/gen docs/configuration.md); \
 	if [ -n "$$out" ]; then echo "generated code is out of date; run make generate and commit:"; echo "$$out"; exit 1; fi
 
 ## lint: buf lint and format, go vet, gofmt

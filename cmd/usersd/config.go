@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	usersdconfig "github.com/acme/usersd/config"
+
 	"github.com/acme/usersd/store"
 )
 
@@ -53,43 +55,42 @@ type config struct {
 	TrustedProxies []netip.Prefix
 }
 
-// defaultBind is where usersd listens without BIND.
-const defaultBind = "0.0.0.0:8000"
-
-// loadConfig reads the configuration; an error names the variable at fault.
+// loadConfig reads the configuration; an error names the variable at
+// fault. Names and defaults come from package config, the one definition
+// of every variable (TestConfigReadsEveryVariable holds this to it).
 func loadConfig(getenv func(string) string) (config, error) {
 	p := parser{getenv: getenv}
 	c := config{
-		DatabaseURL:         getenv("DATABASE_URL"),
-		MigrateDatabaseURL:  getenv("MIGRATE_DATABASE_URL"),
+		DatabaseURL:         p.str("DATABASE_URL"),
+		MigrateDatabaseURL:  p.str("MIGRATE_DATABASE_URL"),
 		RiverPollOnly:       p.bool("RIVER_POLL_ONLY"),
-		CreateBatch:         p.onOff("CREATE_BATCH", true),
-		Bind:                cmp.Or(getenv("BIND"), defaultBind),
-		MaxConns:            int32(p.int("DB_MAX_CONNS", 20, 1, 10000)),
-		MinConns:            int32(p.int("DB_MIN_CONNS", 2, 0, 10000)),
-		AcquireTimeout:      p.duration("DB_ACQUIRE_TIMEOUT", 5*time.Second),
-		RequestTimeout:      p.duration("REQUEST_TIMEOUT", 15*time.Second),
-		ShutdownDrain:       p.duration("SHUTDOWN_DRAIN", 0),
-		ShutdownTimeout:     p.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
-		LogFormat:           cmp.Or(getenv("LOG_FORMAT"), "json"),
-		SMTPURL:             getenv("SMTP_URL"),
-		MailFrom:            cmp.Or(getenv("MAIL_FROM"), "usersd <no-reply@localhost>"),
-		RiverWorkers:        p.int("RIVER_WORKERS", 10, 0, 10000),
-		EventRetention:      p.duration("EVENT_RETENTION", 168*time.Hour),
-		ReplicaMaxLag:       p.duration("REPLICA_MAX_LAG", time.Second),
+		CreateBatch:         p.onOff("CREATE_BATCH"),
+		Bind:                p.str("BIND"),
+		MaxConns:            int32(p.int("DB_MAX_CONNS", 1, 10000)),
+		MinConns:            int32(p.int("DB_MIN_CONNS", 0, 10000)),
+		AcquireTimeout:      p.duration("DB_ACQUIRE_TIMEOUT"),
+		RequestTimeout:      p.duration("REQUEST_TIMEOUT"),
+		ShutdownDrain:       p.duration("SHUTDOWN_DRAIN"),
+		ShutdownTimeout:     p.duration("SHUTDOWN_TIMEOUT"),
+		LogFormat:           p.str("LOG_FORMAT"),
+		SMTPURL:             p.str("SMTP_URL"),
+		MailFrom:            p.str("MAIL_FROM"),
+		RiverWorkers:        p.int("RIVER_WORKERS", 0, 10000),
+		EventRetention:      p.duration("EVENT_RETENTION"),
+		ReplicaMaxLag:       p.duration("REPLICA_MAX_LAG"),
 		WebhookAllowPrivate: p.bool("WEBHOOK_ALLOW_PRIVATE"),
-		RiverUIUser:         cmp.Or(getenv("RIVER_UI_USER"), "admin"),
-		RiverUIPassword:     getenv("RIVER_UI_PASSWORD"),
-		WebDir:              getenv("WEB_DIR"),
-		PprofBind:           getenv("PPROF_BIND"),
-		MetricsBind:         getenv("METRICS_BIND"),
-		AuthIssuer:          getenv("AUTH_ISSUER"),
-		AuthAudience:        getenv("AUTH_AUDIENCE"),
-		AuthJWKSURL:         getenv("AUTH_JWKS_URL"),
+		RiverUIUser:         p.str("RIVER_UI_USER"),
+		RiverUIPassword:     p.str("RIVER_UI_PASSWORD"),
+		WebDir:              p.str("WEB_DIR"),
+		PprofBind:           p.str("PPROF_BIND"),
+		MetricsBind:         p.str("METRICS_BIND"),
+		AuthIssuer:          p.str("AUTH_ISSUER"),
+		AuthAudience:        p.str("AUTH_AUDIENCE"),
+		AuthJWKSURL:         p.str("AUTH_JWKS_URL"),
 		AuthDisabled:        p.bool("AUTH_DISABLED"),
-		WebClientID:         cmp.Or(getenv("WEB_CLIENT_ID"), "usersd-web"),
-		RateLimitRPS:        p.int("RATE_LIMIT_RPS", 100, 0, 1_000_000),
-		RateLimitIPRPS:      p.int("RATE_LIMIT_IP_RPS", 20, 0, 1_000_000),
+		WebClientID:         p.str("WEB_CLIENT_ID"),
+		RateLimitRPS:        p.int("RATE_LIMIT_RPS", 0, 1_000_000),
+		RateLimitIPRPS:      p.int("RATE_LIMIT_IP_RPS", 0, 1_000_000),
 	}
 	if p.err != nil {
 		return c, p.err
@@ -100,7 +101,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if _, err := store.ParseConfig(c.DatabaseURL); err != nil {
 		return c, fmt.Errorf("DATABASE_URL is malformed: %v", err) // pgconn redacts the password
 	}
-	for u := range strings.SplitSeq(getenv("READ_DATABASE_URLS"), ",") {
+	for u := range strings.SplitSeq(p.str("READ_DATABASE_URLS"), ",") {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
 		}
@@ -133,18 +134,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.EventRetention < time.Minute {
 		return c, fmt.Errorf("EVENT_RETENTION must be at least 1m, such as 168h, not %s", c.EventRetention)
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("LOG_LEVEL"), "info"))); err != nil {
+	if err := c.LogLevel.UnmarshalText([]byte(p.str("LOG_LEVEL"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, not %q", getenv("LOG_LEVEL"))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return c, fmt.Errorf("LOG_FORMAT must be json or text, not %q", c.LogFormat)
 	}
-	for o := range strings.SplitSeq(getenv("CORS_ALLOWED_ORIGINS"), ",") {
+	for o := range strings.SplitSeq(p.str("CORS_ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
 	}
-	for s := range strings.SplitSeq(getenv("TRUSTED_PROXIES"), ",") {
+	for s := range strings.SplitSeq(p.str("TRUSTED_PROXIES"), ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
@@ -175,40 +176,50 @@ func (c config) checkAuth() error {
 	return nil
 }
 
-// parser reads typed variables, keeping the first error.
+// parser reads typed variables, keeping the first error. An unset (or
+// empty) variable has its default from package config.
 type parser struct {
 	getenv func(string) string
 	err    error
 }
 
-func (p *parser) duration(name string, def time.Duration) time.Duration {
-	s := p.getenv(name)
-	if s == "" || p.err != nil {
-		return def
+// str is the variable's value, or its default.
+func (p *parser) str(name string) string { return cmp.Or(p.getenv(name), usersdconfig.Default(name)) }
+
+// value is the variable's value and whether it was set, or its default.
+func (p *parser) value(name string) (string, bool) {
+	if s := p.getenv(name); s != "" {
+		return s, true
 	}
+	return usersdconfig.Default(name), false
+}
+
+func (p *parser) duration(name string) time.Duration {
+	s, set := p.value(name)
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	if (err != nil || d < 0) && p.err == nil {
 		p.err = fmt.Errorf("%s must be a duration such as 5s or 250ms, not %q", name, s)
+		if !set {
+			panic(p.err) // a default in package config is wrong
+		}
 	}
 	return d
 }
 
 func (p *parser) bool(name string) bool {
-	s := p.getenv(name)
-	if s == "" || p.err != nil {
-		return false
-	}
+	s, set := p.value(name)
 	b, err := strconv.ParseBool(s)
-	if err != nil {
+	if err != nil && p.err == nil {
 		p.err = fmt.Errorf("%s must be true or false, not %q", name, s)
+		if !set {
+			panic(p.err)
+		}
 	}
 	return b
 }
 
-func (p *parser) onOff(name string, def bool) bool {
-	switch s := p.getenv(name); s {
-	case "":
-		return def
+func (p *parser) onOff(name string) bool {
+	switch s, set := p.value(name); s {
 	case "on":
 		return true
 	case "off":
@@ -216,19 +227,22 @@ func (p *parser) onOff(name string, def bool) bool {
 	default:
 		if p.err == nil {
 			p.err = fmt.Errorf("%s must be on or off, not %q", name, s)
+			if !set {
+				panic(p.err)
+			}
 		}
-		return def
+		return false
 	}
 }
 
-func (p *parser) int(name string, def, lo, hi int) int {
-	s := p.getenv(name)
-	if s == "" || p.err != nil {
-		return def
-	}
+func (p *parser) int(name string, lo, hi int) int {
+	s, set := p.value(name)
 	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
+	if (err != nil || n < lo || n > hi) && p.err == nil {
 		p.err = fmt.Errorf("%s must be a whole number from %d to %d, not %q", name, lo, hi, s)
+		if !set {
+			panic(p.err)
+		}
 	}
 	return n
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	usersdconfig "github.com/acme/usersd/config"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -137,5 +139,32 @@ func TestFeedConfig(t *testing.T) {
 	}
 	if _, err := loadConfig(get(map[string]string{"EVENT_RETENTION": "soon"})); err == nil || !strings.Contains(err.Error(), "EVENT_RETENTION") {
 		t.Errorf("EVENT_RETENTION=soon: err = %v", err)
+	}
+}
+
+// TestConfigReadsEveryVariable holds loadConfig to package config: it
+// reads every variable defined there (but the OpenTelemetry ones, which
+// the SDK reads), and nothing else; every default parses.
+func TestConfigReadsEveryVariable(t *testing.T) {
+	t.Parallel()
+	asked := map[string]bool{}
+	_, err := loadConfig(func(k string) string {
+		asked[k] = true
+		if k == "DATABASE_URL" {
+			return "postgres://u@127.0.0.1:1/db"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatalf("the defaults do not load: %v", err)
+	}
+	for _, name := range usersdconfig.Names() {
+		if !asked[name] && !strings.HasPrefix(name, "OTEL_") {
+			t.Errorf("%s is defined in package config but usersd does not read it", name)
+		}
+		delete(asked, name)
+	}
+	for name := range asked {
+		t.Errorf("usersd reads %s, which package config does not define", name)
 	}
 }

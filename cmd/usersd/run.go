@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	usersdconfig "github.com/acme/usersd/config"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/joho/godotenv"
 	"github.com/riverqueue/river"
@@ -63,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	if cmd == "healthcheck" {
-		return healthcheck(ctx, cmp.Or(getenv("BIND"), defaultBind))
+		return healthcheck(ctx, cmp.Or(getenv("BIND"), usersdconfig.Default("BIND")))
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

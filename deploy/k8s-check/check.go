@@ -34,8 +34,8 @@ const (
 	spanFlush         = 5 * time.Second
 )
 
-// secretVars hold credentials: they come from the Secret, never from the
-// ConfigMap or a literal. requiredSecrets are not optional anywhere;
+// secretVars hold credentials (package config marks them secret): they
+// come from the Secret, never from the ConfigMap or a literal. requiredSecrets are not optional anywhere;
 // servingSecrets not in the Deployment (without SMTP_URL usersd mails
 // nobody: its mailer for development only logs that it did not).
 var (
@@ -307,7 +307,7 @@ func checkEnv(p *problems, env map[string]envValue, vars []string) {
 	for _, v := range vars {
 		if prefix, ok := strings.CutSuffix(v, "*"); ok {
 			if !slices.ContainsFunc(keys(env), func(k string) bool { return strings.HasPrefix(k, prefix) }) {
-				p.add("Deployment: no %s variable in the environment (README.md's configuration table lists %s)", v, v)
+				p.add("Deployment: no %s variable in the environment (package config defines %s)", v, v)
 			}
 			continue
 		}

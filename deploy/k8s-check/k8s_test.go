@@ -1,12 +1,13 @@
 package k8scheck
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/acme/usersd/config"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -33,32 +34,15 @@ func setup(t *testing.T) (*Manifests, []string) {
 	return m, variables(t)
 }
 
-// variables are README.md's configuration table and what cmd/usersd reads.
+// variables are the variables usersd reads: package config's definition,
+// which cmd/usersd's own tests hold its reads to.
 func variables(t *testing.T) []string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars, err := ReadmeVariables(string(readme))
-	if err != nil {
-		t.Fatalf("README.md: %v", err)
-	}
+	vars := config.Names()
 	if len(vars) < 20 {
-		t.Fatalf("README.md's configuration table gave only %d variables (%v): has its format changed?", len(vars), vars)
+		t.Fatalf("package config defines only %d variables (%v)", len(vars), vars)
 	}
-	src, err := SourceVariables(filepath.Join(root, "cmd", "usersd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range []string{"DATABASE_URL", "REQUEST_TIMEOUT", "OTEL_TRACES_EXPORTER"} {
-		if !slices.Contains(src, v) {
-			t.Fatalf("cmd/usersd: %s not found among the variables read (%v): has the way it reads them changed?", v, src)
-		}
-	}
-	vars = append(vars, src...)
-	slices.Sort(vars)
-	return slices.Compact(vars)
+	return vars
 }
 
 // TestManifests is the check: the rendered base keeps every rule of
@@ -243,19 +227,13 @@ func TestDecodeIsStrict(t *testing.T) {
 	}
 }
 
-func TestReadmeVariables(t *testing.T) {
+// TestSecretsFromConfig: the check's list of credentials includes every
+// variable package config marks secret.
+func TestSecretsFromConfig(t *testing.T) {
 	t.Parallel()
-	readme := "# x\n\n## Configuration\n\nSome text.\n\n| variable | default | meaning |\n|---|---|---|\n" +
-		"| `DATABASE_URL` | none | `NOT_A_VAR` in the meaning |\n| `DB_MAX_CONNS` / `DB_MIN_CONNS` | 20 / 2 | pool |\n| `OTEL_*` | off | traces |\n\n" +
-		"| `AFTER_TABLE` | | |\n\n## Next\n\n| `OTHER` | | |\n"
-	got, err := ReadmeVariables(readme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"DATABASE_URL", "DB_MAX_CONNS", "DB_MIN_CONNS", "OTEL_*"}; !slices.Equal(got, want) {
-		t.Errorf("got %q, want %q", got, want)
-	}
-	if _, err := ReadmeVariables("# x\n## Other\n| `A` | | |\n"); err == nil {
-		t.Error("a README without a configuration table gave no error")
+	for _, v := range config.Variables {
+		if v.Secret && !slices.Contains(secretVars, v.Name) {
+			t.Errorf("%s is secret in package config, but the check does not treat it as a credential", v.Name)
+		}
 	}
 }
