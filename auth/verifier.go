@@ -163,7 +163,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*users.Principal, 
 	}
 	var c claims
 	if _, err := v.parser.ParseWithClaims(token, &c, ks.kf.KeyfuncCtx(ctx)); err != nil {
-		return nil, &TokenError{Reason: "invalid bearer token: " + reason(err), err: err}
+		return nil, &TokenError{Reason: "invalid bearer token: " + v.reason(err), err: err}
 	}
 	if c.Subject == "" {
 		return nil, &TokenError{Reason: "invalid bearer token: it has no subject (sub)"}
@@ -191,7 +191,7 @@ func (c *claims) scopes() []string {
 }
 
 // reason says, without quoting the token, why it was refused.
-func reason(err error) string {
+func (v *Verifier) reason(err error) string {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "it is malformed"
@@ -206,9 +206,11 @@ func reason(err error) string {
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "it was issued in the future"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return "it is from another issuer"
+		// The expected issuer is configuration, not a secret, and says
+		// which token to get instead.
+		return "it is from another issuer; usersd accepts tokens of " + v.cfg.Issuer
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return "it is meant for another audience"
+		return "it is meant for another audience; usersd's is " + v.cfg.Audience
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return "it lacks a required claim (exp)"
 	}
