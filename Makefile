@@ -4,7 +4,13 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 BUF      := $(TOOL) buf
 NODE_BIN := web-client/node_modules/.bin
 
-.PHONY: run token check test test-go test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
+.DEFAULT_GOAL := help
+.PHONY: help run run-image token check test test-go test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
+
+## help: list the targets (what `make` alone prints)
+help:
+	@awk '/^## [a-z0-9-]+:/ { sub(/^## /, ""); split($$0, a, ": "); printf "  %-16s %s\n", a[1], substr($$0, length(a[1]) + 3); next } \
+	     /^## / { sub(/^## /, ""); printf "  %-16s %s\n", "", $$0 }' $(MAKEFILE_LIST)
 
 ## run: start usersd on :8000 with a local PostgreSQL in .devdb/ (or DATABASE_URL)
 ## and the development OpenID issuer on DEV_ISSUER_ADDR (unless AUTH_ISSUER is set)

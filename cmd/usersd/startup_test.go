@@ -178,3 +178,29 @@ func TestSQLSpanName(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeRunRefusesBusyPort: make run checks its ports before it starts
+// anything, and stops with one line naming the port and the variable that
+// moves it.
+func TestMakeRunRefusesBusyPort(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, port, _ := net.SplitHostPort(busy.Addr().String())
+	for name, env := range map[string][]string{
+		"BIND":            {"BIND=" + busy.Addr().String(), "AUTH_DISABLED=true"},
+		"DEV_ISSUER_ADDR": {"BIND=127.0.0.1:1", "DEV_ISSUER_ADDR=" + busy.Addr().String()},
+	} {
+		run := exec.Command(filepath.Join(proctest.RepoRoot(t), "scripts", "run.sh"))
+		// DATABASE_URL on purpose: the check must come before any database.
+		run.Env = append(os.Environ(), append(env, "DATABASE_URL=postgres://u@127.0.0.1:1/db", "BIN="+t.TempDir())...)
+		out, err := run.CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err == nil || len(lines) != 1 || !strings.Contains(lines[0], "port "+port+" is in use") || !strings.Contains(lines[0], name+"=") {
+			t.Errorf("%s busy: %v, output %q; want one line naming port %s and %s", name, err, out, port, name)
+		}
+	}
+}
