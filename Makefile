@@ -52,6 +52,11 @@ test-web: build web
 image: build
 	scripts/image.sh
 
+## run-image: run the image (podman, else docker) as make run runs the binary:
+## the local PostgreSQL in .devdb, the development issuer, on BIND
+run-image: image
+	DEV_ISSUER_ADDR=$(DEV_ISSUER_ADDR) scripts/run-image.sh
+
 ## test-container: run the image with podman against the test PostgreSQL
 test-container: image
 	scripts/test-container.sh

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ func TestRESTBodies(t *testing.T) {
 	ts := setup(t, setupOpts{memory: true})
 	hc := h1Client(t)
 	hc.Transport = devissuer.Bearer{Token: ts.Admin, Base: hc.Transport}
+	doc := openAPIValidator(t)
 	cases := []struct {
 		name, method, path, body string
 		status                   int
@@ -63,8 +65,16 @@ func TestRESTBodies(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every answer, 405s included, is one openapi.json describes.
+			if err := doc.response(req, []byte(tc.body), resp, body); err != nil {
+				t.Error(err)
+			}
 			var e struct{ Error, Message, Field string }
-			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			if err := json.Unmarshal(body, &e); err != nil {
 				t.Fatalf("status %d, body not JSON: %v", resp.StatusCode, err)
 			}
 			if resp.StatusCode != tc.status || e.Error != tc.errName || e.Field != tc.field || e.Message == "" {
