@@ -4,7 +4,7 @@
 # and saves it to bench/out/report.txt.
 #
 # What it does (each measurement BENCH_DURATION seconds, default 5; about
-# 15 minutes in all on a 2-core machine):
+# 17 minutes in all on a 2-core machine):
 #   build usersd with release flags (make build), the bare handler
 #   (bench/bare) and the load generator (bench/load); ghz once into
 #   bench/.bin; init a fresh PostgreSQL (scripts/pgcluster.sh --fast: fsync,
@@ -34,6 +34,24 @@
 #      best of each: REST GET (wrk), gRPC (ghz), Connect proto (bench/load).
 #   3. 1,000,000 users: GetUser p50 at BENCH_SCALE_RATE; ListUsers page 1 vs
 #      page 1000 (REST GET /users?page_token=..., token found by walking).
+#   feed. back to 100,000 users (about 2 minutes): the change feed.
+#      BENCH_FEED_EVENTS "created" events are written in SQL
+#      (bench/sql/events.sql; seeded users have none); one pager reads them
+#      all (ListUserEvents over Connect proto, with and without gzip, and
+#      REST GET /user-events; page_size 1000): events/s. Watch latency:
+#      BENCH_FEED_WATCHERS Connect proto streams and as many SSE streams
+#      on the main usersd and on a second one on the same database, while
+#      bench/load makes BENCH_FEED_RATE changes/s (creates and updates,
+#      open loop) through the main one for BENCH_FEED_WATCH_DURATION s:
+#      p50/p99 from each write's response to each watcher's receipt
+#      (target p99 < 1 s). Memory: a fresh usersd's VmRSS growth with
+#      BENCH_FEED_IDLE idle watchers, half Connect proto over a few h2c
+#      connections, half SSE (target < 64 MiB in all). CreateUser peak
+#      (REST via wrk, Connect proto via bench/load, BENCH_CREATE_CONCS)
+#      against the release before the feed (the parent of the commit that
+#      added migrations/005_user_events.sql, or BENCH_FEED_BASE), built from
+#      git archive with the same flags, back to back on the same database
+#      (target: >= 0.85 of its RPS).
 #   4. back to 100,000 users: CreateUser over REST (wrk) and Connect proto
 #      (bench/load): peak RPS of usersd with group commit (the default)
 #      and of a second usersd with CREATE_BATCH=off (every create its own
@@ -49,7 +67,9 @@
 #      synchronous_commit and full_page_writes on, as in production (the
 #      data directory's file system is in the report: on tmpfs fsync is
 #      free and these rows mean little).
-#   usersd's peak RSS is the largest VmHWM over every usersd process.
+#   usersd's peak RSS is the largest VmHWM over every usersd process that
+#   serves the measurements (the feed phase's idle-watcher usersd and
+#   previous release are listed, not counted: the first has its own row).
 #
 # Environment:
 #   BENCH_DURATION=5       seconds per measurement
@@ -66,11 +86,12 @@
 #   BENCH_PROFILE_SECONDS=8 length of each CPU profile
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 #   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
-#   BENCH_PHASES="1 2 auth 3 4 4sync" the phases above to run (e.g. "2"
-#                          while working on the GetUser hot path, "auth" for
-#                          the authentication rows alone, "4 4sync" for the
-#                          CreateUser rows); seeding and the AUTH_DISABLED
-#                          usersd happen whatever is chosen
+#   BENCH_PHASES="1 2 auth 3 feed 4 4sync" the phases above to run (e.g.
+#                          "2" while working on the GetUser hot path, "auth"
+#                          for the authentication rows alone, "feed" for the
+#                          change feed's, "4 4sync" for the CreateUser rows);
+#                          seeding and the AUTH_DISABLED usersd happen
+#                          whatever is chosen
 #   BENCH_AUTH_ROUNDS=2    auth phase: off/on pairs per entry point
 #   BENCH_QUIET_RATE=100   phases 4 and 4sync: creates/s of the latency rows
 #   BENCH_QUIET_ROUNDS=4   phases 4 and 4sync: on/off pairs of those rows
@@ -78,12 +99,30 @@
 #                          drift between rounds matters more than length)
 #   BENCH_DRAIN=25         phases 4 and 4sync: most seconds to wait for the
 #                          welcome backlog to be worked off before each group
+#   BENCH_FEED_EVENTS=100000 feed: events the pager reads
+#   BENCH_FEED_RATE=100    feed: changes/s of the watch-latency rows
+#   BENCH_FEED_WATCH_DURATION=10 feed: seconds of those changes
+#   BENCH_FEED_WATCHERS=2  feed: Connect proto and SSE watchers, each, per usersd
+#   BENCH_FEED_IDLE=1000   feed: idle watchers of the memory row
+#   BENCH_FEED_ROUNDS=2    feed: rounds of the CreateUser comparison (each
+#                          about 35 s; best of all reported: on a shared
+#                          machine one round's ratio moves by 20%)
+#   BENCH_FEED_CREATE_DURATION=3 feed: seconds of each of those runs
+#   BENCH_FEED_BASE=rev    feed: the release to compare CreateUser with
+#   BENCH_FEED_WITH=rev    feed: compare that commit's usersd (e.g. the one
+#                          that added the feed, to leave out later changes)
+#                          instead of this tree's
 #
 # How every usersd runs (on purpose, whatever .env says):
 #   AUTH_DISABLED=true, except the auth phase's second usersd, which verifies
 #     real tokens: the GetUser rows compare usersd with the bare handler and
 #     the CreateUser rows with pgbench, and neither authenticates; the auth
 #     phase measures what authentication adds to that same configuration.
+#   AUTH_DISABLED=true for every usersd of the feed phase too (the second
+#     one the watchers of the latency rows poll, the fresh one of the
+#     memory row, the previous release, a BENCH_FEED_WITH build): their
+#     rows measure the feed, and the CreateUser comparison must match phase
+#     4's configuration.
 #   CREATE_BATCH=on (group commit, the default), except phase 4's second
 #     usersd, CREATE_BATCH=off: the diagnostic the CreateUser rows compare
 #     group commit with.
@@ -103,12 +142,19 @@ SCALE_RATE=${BENCH_SCALE_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-1}
 PSECS=${BENCH_PROFILE_SECONDS:-8}
 CREATE_CONCS=${BENCH_CREATE_CONCS:-"16 64"}
-PHASES=${BENCH_PHASES:-"1 2 auth 3 4 4sync"}
+PHASES=${BENCH_PHASES:-"1 2 auth 3 feed 4 4sync"}
 AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
 QUIET_RATE=${BENCH_QUIET_RATE:-100}
 QUIET_ROUNDS=${BENCH_QUIET_ROUNDS:-4}
 QUIET_DUR=${BENCH_QUIET_DURATION:-3}
 DRAIN=${BENCH_DRAIN:-25}
+FEED_EVENTS=${BENCH_FEED_EVENTS:-100000}
+FEED_RATE=${BENCH_FEED_RATE:-100}
+FEED_WATCH_DUR=${BENCH_FEED_WATCH_DURATION:-10}
+FEED_WATCHERS=${BENCH_FEED_WATCHERS:-2}
+FEED_IDLE=${BENCH_FEED_IDLE:-1000}
+FEED_ROUNDS=${BENCH_FEED_ROUNDS:-2}
+FEED_CREATE_DUR=${BENCH_FEED_CREATE_DURATION:-3}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
 OUT=${BENCH_OUT:-bench/out}
@@ -152,11 +198,11 @@ fi
 # --- work dir, processes, cleanup ----------------------------------------
 WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
 chmod 755 "$WORK"
-USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID= OFF_PID=
+USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID= OFF_PID= FEEDB_PID= IDLE_PID= PREV_PID= WITH_PID=
 cleanup() {
   set +e
-  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID; do kill "$p" 2>/dev/null; done
-  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID; do
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID $FEEDB_PID $IDLE_PID $PREV_PID $WITH_PID; do kill "$p" 2>/dev/null; done
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID $FEEDB_PID $IDLE_PID $PREV_PID $WITH_PID; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null
   done
@@ -166,10 +212,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# free_port: a port nobody listens on, below the ephemeral range: a port
+# in it can be taken by another process's outgoing connection between
+# this check and usersd's bind (it happened with tests running alongside).
+EPHEMERAL_LO=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=60000 # no room below it: take the chance
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
     [ -z "$(ss -Hltn "sport = :$p")" ] && { echo "$p"; return; }
   done
 }
@@ -189,6 +240,29 @@ go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/load" ./bench/load || die "buil
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/prof" ./bench/prof || die "build bench/prof"
 if want auth; then
   go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/devissuer" ./cmd/devissuer || die "build cmd/devissuer"
+fi
+# The feed phase's previous release: the commit before the one that added
+# the change feed (BENCH_FEED_BASE to choose another), and with
+# BENCH_FEED_WITH a commit to stand for "with the feed" instead of this
+# tree (whose later changes are in its rows too). Each is built with the
+# same flags from a copy of its tree that is deleted at once.
+build_rev() { # build_rev REV OUT: prints the short hash
+  local short
+  short=$(git rev-parse --short "$1^{commit}") || die "$1 is not a commit"
+  log "building usersd $short (git archive into $WORK, deleted after)"
+  mkdir "$WORK/src-$short"
+  git archive "$short" | tar -x -C "$WORK/src-$short"
+  (cd "$WORK/src-$short" && go build -trimpath -ldflags "$LDFLAGS -X main.version=$short" -o "$2" ./cmd/usersd) >&2 ||
+    die "build usersd $short"
+  rm -rf "$WORK/src-$short"
+  echo "$short"
+}
+PREV= WITH=
+if want feed; then
+  feed_commit=$(git log --diff-filter=A --format=%H -n 1 -- migrations/005_user_events.sql)
+  [ -n "$feed_commit" ] || die "no commit adds migrations/005_user_events.sql"
+  PREV=$(build_rev "${BENCH_FEED_BASE:-$feed_commit^}" "$WORK/usersd-prev")
+  [ -n "${BENCH_FEED_WITH:-}" ] && WITH=$(build_rev "$BENCH_FEED_WITH" "$WORK/usersd-with")
 fi
 "$WORK/load" protoset -o "$WORK/users.protoset"
 echo "binary bytes=$BIN_BYTES" >>"$RES"
@@ -241,14 +315,18 @@ wait_http() { # wait_http URL PID
 # Rate limits are off in both (RATE_LIMIT_RPS=0, RATE_LIMIT_IP_RPS=0): one
 # client IP and one token would otherwise be throttled at 20/s or 100/s.
 # CREATE_BATCH is set explicitly too: on (group commit) unless told off.
+# LAUNCH_BIN runs another binary (the feed phase's previous release),
+# LAUNCH_ENV (NAME=value ..., no spaces in values) adds to its environment,
+# LAUNCH_TAG names its log apart from the others'.
 launch_usersd() {
   local port=$1 level=$2 authn=$3 pprof=${4:-} batch=${5:-on}
-  local log="$WORK/usersd.$2.auth-$3.batch-$batch.log"
+  local log="$WORK/usersd.$2.auth-$3.batch-$batch${LAUNCH_TAG:+.$LAUNCH_TAG}.log"
   local auth_env=(AUTH_DISABLED=true AUTH_ISSUER= AUTH_AUDIENCE=)
   [ "$authn" = on ] && auth_env=(AUTH_DISABLED=false AUTH_ISSUER="$ISSUER_URL" AUTH_AUDIENCE=usersd)
+  # shellcheck disable=SC2086
   env DATABASE_URL="$DBURL" BIND="127.0.0.1:$port" LOG_LEVEL="$level" PPROF_BIND="$pprof" \
-    RATE_LIMIT_RPS=0 RATE_LIMIT_IP_RPS=0 CREATE_BATCH="$batch" "${auth_env[@]}" \
-    "$WORK/usersd" >"$log" 2>&1 &
+    RATE_LIMIT_RPS=0 RATE_LIMIT_IP_RPS=0 CREATE_BATCH="$batch" "${auth_env[@]}" ${LAUNCH_ENV:-} \
+    "${LAUNCH_BIN:-$WORK/usersd}" >"$log" 2>&1 &
   LAUNCHED_PID=$!
   wait_http "http://127.0.0.1:$port/healthz" "$LAUNCHED_PID" || { tail -20 "$log" >&2; die "usersd did not become ready"; }
 }
@@ -627,6 +705,162 @@ done
 note_rss list
 fi # phase 3
 
+# ==================== feed. The change feed, 100,000 users =====================
+# Four measurements of the change feed, on the fast cluster (as phase 4's
+# CreateUser rows, which the fourth compares with): one pager's events/s
+# over FEED_EVENTS events; watch latency at FEED_RATE changes/s; usersd's
+# memory per idle watcher; CreateUser against the release before the feed.
+# Every usersd here has AUTH_DISABLED=true, as the main one (see the
+# header): the feed needs users:read, which would otherwise need the
+# devissuer of the auth phase, and the rows measure the feed, not tokens.
+# feed_page ENTRY PROTO ROUND [FLAG...]: one pager reads the whole feed
+# from "0".
+feed_page() {
+  local entry=$1 lproto=$2 round=$3 t0 t1 r out="$RAW/$(date +%H%M%S)-feedpage-$1.txt"
+  shift 3
+  t0=$(ticks "$USERSD_PID")
+  timeout 120 "$WORK/load" feedpage -url "http://127.0.0.1:$PORT" -proto "$lproto" -size 1000 -min "$FEED_EVENTS" "$@" \
+    >"$out" 2>"$WORK/load.err" || true
+  t1=$(ticks "$USERSD_PID")
+  r=$(jq -r --argjson ticks $((t1 - t0)) '"events=\(.events) pages=\(.pages) bytes=\(.bytes) wire=\(.wire_bytes) seconds=\(.seconds) eps=\(.events_per_s) p50=\(.page_p50_ms) p99=\(.page_p99_ms) ccpu=\(.client_cpu_us_per_event) ticks=\($ticks) errors=0"' "$out" 2>/dev/null) ||
+    { cat "$WORK/load.err" >&2; r="events=0 eps=0 errors=1"; }
+  echo "feedpage entry=$entry round=$round size=1000 $r" >>"$RES"
+  log "feed pager $entry (round $round): $r"
+}
+
+# feed_create: CreateUser peak, the usersd of this tree (the main one, or
+# the BENCH_FEED_WITH build: target=feed) against the previous release
+# (target=prev), back to back
+# at each of CREATE_CONCS, the order turned at every step (ABBA), each run
+# from an empty welcome backlog (each pays for its own jobs only). Both
+# work welcome jobs, whoever queued them: the CPU of each run is that of
+# the two processes (ticks of the one measured, ticks_other of the other).
+feed_create() {
+  local i=0 round e entry tool mode c t order port pid other r o0 o1
+  for round in $(seq "$FEED_ROUNDS"); do
+    for e in rest-create:wrk:create cproto-create:closed:connect-create; do
+      IFS=: read -r entry tool mode <<<"$e"
+      for c in $CREATE_CONCS; do
+        order="feed prev"
+        [ $((i % 2)) = 1 ] && order="prev feed"
+        i=$((i + 1))
+        for t in $order; do
+          port=$WITH_PORT pid=$WITH_PID other=$PREV_PID
+          [ "$t" = prev ] && port=$PREV_PORT pid=$PREV_PID other=$WITH_PID
+          psqlq -c "TRUNCATE river_job" >/dev/null
+          o0=$(ticks "$other")
+          r=$(DUR=$FEED_CREATE_DUR run_tool "$tool" "$mode" "$port" "$pid" "$c" "")
+          o1=$(ticks "$other")
+          echo "feedcreate entry=$entry target=$t round=$round tool=$tool conc=$c $r ticks_other=$((o1 - o0))" >>"$RES"
+          log "feed create $entry $t c=$c (round $round): $r"
+        done
+      done
+    done
+  done
+}
+
+if want feed; then
+note_load feed
+if want 3; then # back to phase 4's 100,000 users
+  psqlq -c "TRUNCATE users, river_job" >/dev/null
+  seed 1 100000
+fi
+# The events are written in SQL (bench/sql/events.sql: one "created" event
+# per seeded user, 100 to a transaction): seed.sql inserts users without
+# events, and creating FEED_EVENTS users through the API would take most
+# of the phase's time.
+psqlq -c "TRUNCATE user_events" >/dev/null
+t=$(date +%s%3N)
+psqlq -v n="$FEED_EVENTS" -v per=100 -f bench/sql/events.sql >/dev/null
+log "wrote $FEED_EVENTS events in SQL in $(($(date +%s%3N) - t)) ms"
+
+# 1. One pager, from the oldest event to the end, page_size 1000; twice
+# each, ABBA. connect-go's client accepts gzip unless told not to, and
+# usersd compresses every response of 1 KiB or more: a page of 1,000 is
+# measured both ways.
+feed_page cproto-h2c connect-proto 1
+feed_page cproto-h2c-identity connect-proto 1 -gzip=false
+feed_page rest-h1 rest 1
+feed_page rest-h1 rest 2
+feed_page cproto-h2c-identity connect-proto 2 -gzip=false
+feed_page cproto-h2c connect-proto 2
+
+# 2. Watch latency: FEED_WATCHERS Connect proto and SSE watchers on the
+# main usersd (same process as the writes: its hub polls at once after
+# each) and on a second usersd of the same binary on the same database
+# (it learns of the writes by polling, every 200 ms).
+FEEDB_PORT=$(free_port)
+LAUNCH_TAG=feed-other launch_usersd "$FEEDB_PORT" warn off
+FEEDB_PID=$LAUNCHED_PID
+out="$RAW/$(date +%H%M%S)-feedwatch-$FEED_RATE.txt"
+timeout $((FEED_WATCH_DUR + 60)) nice -n -5 "$WORK/load" feedwatch -write "http://127.0.0.1:$PORT" \
+  -watch "same=http://127.0.0.1:$PORT" -watch "other=http://127.0.0.1:$FEEDB_PORT" \
+  -streams "$FEED_WATCHERS" -sse "$FEED_WATCHERS" -rate "$FEED_RATE" -d "${FEED_WATCH_DUR}s" -ids "$IDS" \
+  >"$out" 2>"$WORK/load.err" || true
+jq -r '. as $r | .groups[] | "feedwatch target=\(.target) kind=\(.kind) watchers=\(.watchers) rate=\($r.rate) seconds=\($r.seconds) writes=\($r.writes) werrors=\($r.write_errors) wp50=\($r.write_p50_ms) wp99=\($r.write_p99_ms) lag99=\($r.lag_p99_ms) expected=\(.expected) samples=\(.samples) missing=\(.missing) early=\(.early) errors=\(.errors + $r.write_errors) p50=\(.p50_ms) p99=\(.p99_ms) max=\(.max_ms)"' \
+  "$out" >>"$RES" 2>/dev/null || { cat "$WORK/load.err" >&2; echo "feedwatch target=same kind=cproto errors=1" >>"$RES"; }
+grep '^feedwatch' "$RES" | while read -r l; do log "$l"; done
+stop_pid "$FEEDB_PID"
+FEEDB_PID=
+
+# 3. Memory per idle watcher: a fresh usersd (pprof on, to force its GC
+# before each reading), half the watchers Connect proto streams over h2c
+# (at most 200 to a connection: usersd allows 250), half SSE, each on its
+# own HTTP/1.1 connection. Its VmHWM is listed but left out of the peak
+# RSS row, which is about serving: this one has its own row.
+IDLE_PORT=$(free_port)
+IDLE_PPROF=$(free_port)
+LAUNCH_TAG=feed-idle launch_usersd "$IDLE_PORT" warn off "127.0.0.1:$IDLE_PPROF"
+IDLE_PID=$LAUNCHED_PID
+half=$((FEED_IDLE / 2))
+conns=$(((half + 199) / 200))
+[ "$conns" -lt "$H2CONNS" ] && conns=$H2CONNS
+out="$RAW/$(date +%H%M%S)-idlewatch-$FEED_IDLE.txt"
+timeout 120 "$WORK/load" idlewatch -url "http://127.0.0.1:$IDLE_PORT" -pid "$IDLE_PID" -pprof "http://127.0.0.1:$IDLE_PPROF" \
+  -streams "$half" -conns "$conns" -sse $((FEED_IDLE - half)) >"$out" 2>"$WORK/load.err" || true
+r=$(jq -r '"streams=\(.streams) conns=\(.conns) sse=\(.sse) alive=\(.alive) base_kb=\(.base.rss_kb) streams_kb=\(.points[0].rss_kb) all_kb=\(.points[1].rss_kb) base_go=\(.base.heap_inuse + .base.stack_inuse) streams_go=\(.points[0].heap_inuse + .points[0].stack_inuse) all_go=\(.points[1].heap_inuse + .points[1].stack_inuse) errors=\(if .alive == .streams + .sse then 0 else 1 end)"' "$out" 2>/dev/null) ||
+  { cat "$WORK/load.err" >&2; r="errors=1"; }
+echo "feedmem $r" >>"$RES"
+log "idle watchers: $r"
+echo "rss phase=feed-idle hwm_kb=$(hwm "$IDLE_PID")" >>"$RES"
+stop_pid "$IDLE_PID"
+IDLE_PID=
+
+# 4. CreateUser against the previous release. Its migrations stop before
+# the feed's, and it would refuse a schema newer than it knows (tern:
+# "current version 5 is outside the valid versions"): it migrates a
+# database of its own (MIGRATE_DATABASE_URL) and serves this one, whose
+# user_events table it ignores. A BENCH_FEED_WITH build does the same (this
+# tree's migrations may be past its own).
+scripts/pgcluster.sh createdb "$WORK/pg" bench_prev_schema
+PREV_PORT=$(free_port)
+LAUNCH_BIN=$WORK/usersd-prev LAUNCH_TAG=prev LAUNCH_ENV="MIGRATE_DATABASE_URL=$(scripts/pgcluster.sh url "$WORK/pg" bench_prev_schema)" \
+  launch_usersd "$PREV_PORT" warn off
+PREV_PID=$LAUNCHED_PID
+WITH_PORT=$PORT WITH_PID=$USERSD_PID
+if [ -n "$WITH" ]; then
+  scripts/pgcluster.sh createdb "$WORK/pg" bench_with_schema
+  WITH_PORT=$(free_port)
+  LAUNCH_BIN=$WORK/usersd-with LAUNCH_TAG=with LAUNCH_ENV="MIGRATE_DATABASE_URL=$(scripts/pgcluster.sh url "$WORK/pg" bench_with_schema)" \
+    launch_usersd "$WITH_PORT" warn off
+  WITH_PID=$LAUNCHED_PID
+fi
+warm rest-create "$WITH_PORT" "" "$QUIET_RATE"
+warm rest-create "$PREV_PORT" "" "$QUIET_RATE"
+feed_create
+note_rss feed
+echo "rss phase=feed-prev hwm_kb=$(hwm "$PREV_PID")" >>"$RES"
+stop_pid "$PREV_PID"
+PREV_PID=
+if [ -n "$WITH" ]; then
+  stop_pid "$WITH_PID"
+  WITH_PID=
+fi
+# Phase 4 starts from its own users; the feed's events would only add to
+# the index its creates write to.
+psqlq -c "TRUNCATE user_events, river_job" >/dev/null
+fi # phase feed
+
 # =========================== 4. CreateUser, 100,000 users =====================
 # create_phase off|on (PostgreSQL's fsync): CreateUser on REST and Connect
 # proto, usersd with group commit (the main usersd) against a second usersd
@@ -735,7 +969,7 @@ fi # phase 4sync
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta quietdur=$QUIET_DUR createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
+echo "meta quietdur=$QUIET_DUR createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS feedprev=${PREV:-none} feedwith=${WITH:-tree} feedrounds=$FEED_ROUNDS feeddur=$FEED_CREATE_DUR version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ] && [ -f "$OUT/getuser-cpu-top.txt" ]; then

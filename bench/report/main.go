@@ -187,6 +187,8 @@ func main() {
 
 	createRows(p)
 
+	feedRows(p)
+
 	// Access log.
 	p("Access log (warn -> info, back to back)", "tool", "RPS off -> on", "change", "", "", "CPU us/req off -> on")
 	for _, n := range []struct{ entry, label string }{
@@ -457,6 +459,156 @@ func createRows(p func(...string)) {
 	}
 	p(fmt.Sprintf("  median of %s rounds of %s s each (p50 and p99 each the median round's), group commit and CREATE_BATCH=off alternating (ABBA), measured first in each fsync setting while the server is otherwise quiet", meta.s("quietrounds"), meta.s("quietdur")))
 	p()
+}
+
+// feedRows: the change feed (phase feed): one pager's throughput, watch
+// latency, memory per idle watcher, and CreateUser against the release
+// before the feed.
+func feedRows(p func(...string)) {
+	if len(find("feedpage", nil))+len(find("feedwatch", nil))+len(find("feedmem", nil))+len(find("feedcreate", nil)) == 0 {
+		return
+	}
+	meta, _ := one("meta", nil)
+
+	if len(find("feedpage", nil)) > 0 {
+		p("Change feed: one pager, page_size 1000", "tool", "events/s", "events read / pages", "page p50 / p99 ms", "bytes/event (on the wire)", "server CPU us/event", "client CPU us/event")
+		for _, n := range []struct{ entry, label string }{
+			{"cproto-h2c", "  ListUserEvents, Connect proto (gzip)  h2c"},
+			{"cproto-h2c-identity", "  ListUserEvents, Connect proto         h2c"},
+			{"rest-h1", "  GET /user-events                     HTTP/1.1"},
+		} {
+			r, ok := bestBy(find("feedpage", map[string]string{"entry": n.entry}), "eps")
+			if !ok {
+				p(n.label, "bench/load", "- (failed)")
+				continue
+			}
+			cpu := "-"
+			if r.kv["ticks"] != "" {
+				cpu = fmt.Sprintf("%.1f", r.f("ticks")/clkTck*1e6/r.f("events"))
+			}
+			p(n.label, "bench/load", fmt.Sprintf("%.0f", r.f("eps")), fmt.Sprintf("%s / %s", r.s("events"), r.s("pages")),
+				fmt.Sprintf("%.1f / %.1f", r.f("p50"), r.f("p99")), fmt.Sprintf("%.0f (%.0f)", r.f("bytes")/r.f("events"), r.f("wire")/r.f("events")), cpu, fmt.Sprintf("%.1f", r.f("ccpu")))
+		}
+		p("  the whole feed from after=\"0\", each page asked for once the one before has arrived; best of 2 reads each (ABBA); the events were written in SQL")
+		p("  (bench/sql/events.sql: one \"created\" event per seeded user, 100 to a transaction); bytes: the message or body, and what the connection carried;")
+		p("  gzip: connect-go's client accepts it by default and usersd compresses responses of 1 KiB and more; server CPU: usersd's own, PostgreSQL's not included")
+		p()
+	}
+
+	if ws := find("feedwatch", nil); len(ws) > 0 {
+		w0 := ws[0]
+		p(fmt.Sprintf("Watch latency at %s changes/s for %s s, write response -> watcher", w0.s("rate"), w0.s("seconds")), "watchers", "p50 / p99 / max ms", "p99<1s", "received / expected", "before the response")
+		for _, n := range []struct{ target, kind, label string }{
+			{"same", "cproto", "  same usersd as the writes  Connect proto  h2c"},
+			{"same", "sse", "  same usersd as the writes  SSE            HTTP/1.1"},
+			{"other", "cproto", "  another usersd (polls)     Connect proto  h2c"},
+			{"other", "sse", "  another usersd (polls)     SSE            HTTP/1.1"},
+		} {
+			r, ok := one("feedwatch", map[string]string{"target": n.target, "kind": n.kind})
+			if !ok {
+				continue
+			}
+			recv := fmt.Sprintf("%.0f / %.0f", r.f("samples"), r.f("expected"))
+			if r.f("missing") > 0 {
+				recv += " (" + r.s("missing") + " missing)"
+			}
+			p(n.label, r.s("watchers"), fmt.Sprintf("%.1f / %.1f / %.1f", r.f("p50"), r.f("p99"), r.f("max")),
+				verdict(r.f("samples") > 0 && r.f("p99") < 1000 && r.f("missing") == 0 && r.f("errors") == 0), recv, r.s("early"))
+		}
+		p(fmt.Sprintf("  %s changes (creates and updates in turn, Connect proto, open loop) through the first usersd; write p50 / p99 %.1f / %.1f ms, %s failed, generator lag p99 %.1f ms;",
+			w0.s("writes"), w0.f("wp50"), w0.f("wp99"), w0.s("werrors"), w0.f("lag99")))
+		p("  each watcher on its own connection, from now on (after=\"\"); the first usersd's hub polls at once after its own writes, the other's every 200 ms;")
+		p("  \"before the response\": events that reached a watcher before the write's response reached the writer, counted as 0 ms")
+		p()
+	}
+
+	if m, ok := one("feedmem", nil); ok {
+		p("Idle watchers on one fresh usersd", "watchers", "VmRSS growth", "per watcher", "Go heap + stacks growth", "total<64MiB")
+		if m.f("errors") > 0 || m.kv["base_kb"] == "" {
+			p("  (failed: see the log)", "", "", "", "", "MISS")
+		} else {
+			mib := func(kb float64) string { return fmt.Sprintf("%.1f MiB", kb/1024) }
+			per := func(kb, n float64) string {
+				if n == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.1f KiB", kb/n)
+			}
+			gmib := func(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+			ds, dsse, dall := m.f("streams_kb")-m.f("base_kb"), m.f("all_kb")-m.f("streams_kb"), m.f("all_kb")-m.f("base_kb")
+			p(fmt.Sprintf("  Connect proto streams, h2c (%s connections)", m.s("conns")), m.s("streams"), mib(ds), per(ds, m.f("streams")), gmib(m.f("streams_go")-m.f("base_go")), "")
+			p("  SSE, HTTP/1.1 (a connection each)", m.s("sse"), mib(dsse), per(dsse, m.f("sse")), gmib(m.f("all_go")-m.f("streams_go")), "")
+			n := m.f("streams") + m.f("sse")
+			p("  all", fmt.Sprintf("%.0f", n), mib(dall), per(dall, n), gmib(m.f("all_go")-m.f("base_go")), "<64 MiB "+verdict(dall/1024 < 64))
+		}
+		p(fmt.Sprintf("  VmRSS from /proc (median of 3 readings) after a GC forced through pprof and 3 s for the scavenger; %.1f MiB with no watcher; Go heap + stacks: HeapInuse + StackInuse", m.f("base_kb")/1024))
+		p()
+	}
+
+	if len(find("feedcreate", nil)) > 0 {
+		with := "this tree"
+		if w := meta.s("feedwith"); w != "" && w != "tree" {
+			with = w
+		}
+		p(fmt.Sprintf("CreateUser with the feed (%s) vs the previous release (%s), 100k users", with, meta.s("feedprev")), "tool", "with feed RPS @c", "previous RPS @c", "ratio", ">=0.85", "CPU us/req feed / prev (both usersd)", "client CPU us/req")
+		for _, n := range []struct{ entry, label string }{
+			{"rest-create", "  REST POST /users         HTTP/1.1"},
+			{"cproto-create", "  Connect proto            h2c"},
+		} {
+			f, okF := best(find("feedcreate", map[string]string{"entry": n.entry, "target": "feed"}))
+			pr, okP := best(find("feedcreate", map[string]string{"entry": n.entry, "target": "prev"}))
+			ratio, v := "-", "MISS"
+			if okF && okP {
+				x := f.f("rps") / pr.f("rps")
+				ratio, v = fmt.Sprintf("%.2f", x), verdict(x >= 0.85)
+			}
+			ccpu := "-"
+			if okF && f.f("ccpu") > 0 {
+				ccpu = fmt.Sprintf("%.0f", f.f("ccpu"))
+			}
+			cpu := bothCPU(f, okF) + " / " + bothCPU(pr, okP)
+			if okF && okP {
+				cpu += fmt.Sprintf(" (%+.0f%%)", (bothCPUus(f)/bothCPUus(pr)-1)*100)
+			}
+			p(n.label, toolName(f), rpsAt(f, okF), rpsAt(pr, okP), ratio, v, cpu, ccpu)
+		}
+		p(fmt.Sprintf("  peak (closed loop, %s s runs) over concurrency %s, %s rounds, the two back to back at each in turns (ABBA), each run from an empty welcome backlog, group commit on in both;",
+			meta.s("feeddur"), meta.s("createconcs"), meta.s("feedrounds")))
+		p("  every change between the two is in the ratio, not only the event row (BENCH_FEED_WITH=<the feed's commit> leaves out the later ones); a build from a commit migrates")
+		p("  a scratch database of its own and serves the bench one (the previous release ignores user_events);")
+		p("  CPU: both usersd processes over each run, per create (either one's River works a welcome job), at each one's peak")
+		p()
+	}
+}
+
+// bothCPUus is a feedcreate record's CPU per request of both usersd.
+func bothCPUus(r rec) float64 {
+	if r.f("total") == 0 {
+		return 0
+	}
+	return (r.f("ticks") + r.f("ticks_other")) / clkTck * 1e6 / r.f("total")
+}
+
+func bothCPU(r rec, ok bool) string {
+	if !ok || r.f("total") == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", bothCPUus(r))
+}
+
+// bestBy is the error-free record with the highest value of key.
+func bestBy(rs []rec, key string) (rec, bool) {
+	var b rec
+	ok := false
+	for _, r := range rs {
+		if r.f("errors") > 0 || r.f(key) == 0 {
+			continue
+		}
+		if !ok || r.f(key) > b.f(key) {
+			b, ok = r, true
+		}
+	}
+	return b, ok
 }
 
 // allocs is a prof record's heap allocations per request: ours, connect-go,
