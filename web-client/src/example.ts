@@ -14,6 +14,8 @@ export function setAccessToken(token: string | undefined): void {
 
 // The token source is asked before every call, so a new token is used at
 // once; each call carries "Authorization: Bearer <token>" when it returns one.
+// Each call also sends back the Consistency-Token of the client's last
+// write, so that what it reads includes that write (read replicas lag).
 const users = createUserClient("https://api.example.com", {
   protocol: "connect",
   token: () => accessToken,

@@ -1,6 +1,16 @@
 // @acme/usersd-web-client: a typed Connect-ES client for usersd.
 
-export { bearerToken, createUserClient, type Protocol, type TokenSource, type UserClient, type UserClientOptions } from "./client.js";
+export {
+  bearerToken,
+  CONSISTENCY_HEADER,
+  consistencyInterceptor,
+  createUserClient,
+  type ConsistencyInterceptor,
+  type Protocol,
+  type TokenSource,
+  type UserClient,
+  type UserClientOptions,
+} from "./client.js";
 export {
   diagnoseNetworkError,
   formErrorOf,

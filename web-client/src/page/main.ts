@@ -6,12 +6,14 @@
 // On load the page reads the API's /config.json: with auth_disabled it
 // shows no sign-in and calls without a token; otherwise it signs in against
 // the issuer named there (auth.ts: code flow with PKCE) and sends the token
-// on every call, over both protocols.
+// on every call, over both protocols. Every call also sends back the
+// Consistency-Token of the page's last write, so that what it reads next
+// (from whichever replica) includes that write.
 
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
-import { createUserClient, type Protocol, type UserClient } from "../client.js";
+import { consistencyInterceptor, createUserClient, type Protocol, type UserClient } from "../client.js";
 import { diagnoseNetworkError, formErrorOf, type FormError, type FormField } from "../errors.js";
 import { UserEvent_Type, type User, type UserEvent } from "../gen/users/v1/users_pb.js";
 import { userUpdate } from "../update.js";
@@ -77,6 +79,11 @@ el("api-url").textContent = baseUrl;
 
 const clients = new Map<Protocol, UserClient>();
 
+// One token for both protocols: after an edit over one, a read over the
+// other (or the watch moved to it) must not come from a replica that has
+// not seen the edit yet.
+const consistency = consistencyInterceptor();
+
 function currentProtocol(): Protocol {
   const checked = document.querySelector<HTMLInputElement>('input[name="protocol"]:checked');
   return checked?.value === "grpc-web" ? "grpc-web" : "connect";
@@ -85,7 +92,7 @@ function currentProtocol(): Protocol {
 function clientFor(protocol: Protocol): UserClient {
   let c = clients.get(protocol);
   if (c === undefined) {
-    c = createUserClient(baseUrl, { protocol, token: () => session()?.token });
+    c = createUserClient(baseUrl, { protocol, token: () => session()?.token, consistency });
     clients.set(protocol, c);
   }
   return c;

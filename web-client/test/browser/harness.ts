@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before } from "node:test";
 
-import { chromium, type Browser, type BrowserContext, type Page, type Request } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page, type Request, type Route } from "playwright-core";
 
 import { issuerUrl, resultsDir } from "../support.js";
 
@@ -68,6 +68,9 @@ export async function shot(page: Page, name: string): Promise<void> {
 
 export const text = async (page: Page, selector: string) => (await page.locator(selector).textContent())?.trim() ?? "";
 
+/** The ids of the list's rows, top to bottom. */
+export const rowIds = (page: Page) => page.locator("#users tr").evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset["id"] ?? ""));
+
 /** Waits until the list is idle again (its buttons are re-enabled after a call). */
 export async function listIdle(page: Page): Promise<void> {
   await page.waitForFunction(() => !(document.getElementById("list-reload") as HTMLButtonElement).disabled);
@@ -109,4 +112,27 @@ export async function signIn(page: Page, subject: string, scopes: "both" | "none
   await Promise.all([page.waitForURL((u) => u.origin === pageUrl.origin), page.click("#approve")]);
   await page.locator("#auth-status", { hasText: `Signed in as ${subject},` }).waitFor();
   return authorize;
+}
+
+/**
+ * holdFeed keeps the page's watches of the change feed from reaching usersd
+ * until release: they stay pending, so the list changes only by what the
+ * page loads and does itself, not by the users that test files running
+ * alongside create and delete meanwhile. Release lets the page's next
+ * attempt through (it reconnects after its back-off).
+ */
+export async function holdFeed(page: Page): Promise<{ release(): Promise<void> }> {
+  const held: Route[] = [];
+  const hold = (route: Route) => {
+    held.push(route);
+  };
+  const watch = "**/users.v1.UserService/WatchUserEvents";
+  await page.route(watch, hold);
+  return {
+    async release() {
+      await page.unroute(watch, hold);
+      // A watch the page gave up on meanwhile is handled already.
+      for (const r of held) await r.abort().catch(() => {});
+    },
+  };
 }

@@ -21,7 +21,7 @@ import {
   type User,
 } from "../../src/index.js";
 import { adminToken, uniqueEmail, uniqueSubject, usersdUrl } from "../support.js";
-import { open, shot, signIn, text, useBrowser } from "./harness.js";
+import { open, rowIds, shot, signIn, text, useBrowser } from "./harness.js";
 
 useBrowser();
 
@@ -50,7 +50,6 @@ function watchAfter(req: Request): string {
 }
 
 const row = (page: Page, id: string) => page.locator(`#users tr[data-id="${id}"]`);
-const rowIds = (page: Page) => page.locator("#users tr").evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset["id"] ?? ""));
 
 async function waitLive(page: Page): Promise<void> {
   await page.locator("#live[data-state=live]", { hasText: "Live" }).waitFor();
