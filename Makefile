@@ -5,7 +5,7 @@ BUF      := $(TOOL) buf
 NODE_BIN := web-client/node_modules/.bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-image token check test test-go test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
+.PHONY: help run run-image token check test test-go test-docs test-web test-faults test-container test-k8s test-cluster image fuzz bench web generate checkgenerate lint breaking devdb-stop devdb-reset build
 
 ## help: list the targets (what `make` alone prints)
 help:
@@ -33,7 +33,7 @@ check: lint
 
 ## test: every test suite, against one throwaway PostgreSQL (or TEST_DATABASE_URL)
 test: build web
-	scripts/with-testdb.sh $(MAKE) --no-print-directory test-go test-faults test-web test-k8s test-container test-cluster
+	scripts/with-testdb.sh $(MAKE) --no-print-directory test-go test-faults test-web test-docs test-k8s test-container test-cluster
 
 ## test-go: the Go tests (needs TEST_DATABASE_URL; `make test` provides it)
 test-go:
@@ -42,6 +42,11 @@ test-go:
 ## test-faults: fault-injection tests against the built binary
 test-faults: build
 	$(GO) test -count=1 -timeout 10m -tags faults ./test/faults/...
+
+## test-docs: run the README's "Try it" blocks as written against a usersd
+## started as make run starts it, checking every outcome their comments promise
+test-docs: build web
+	$(GO) test -count=1 -timeout 15m -tags docs ./test/docs/...
 
 ## test-web: Node and browser tests of the web client against a live usersd
 test-web: build web
@@ -109,6 +114,7 @@ lint:
 	$(GO) vet -tags faults ./test/faults/...
 	$(GO) vet -tags container ./test/container/...
 	$(GO) vet -tags cluster ./test/cluster/...
+	$(GO) vet -tags docs ./test/docs/...
 	$(GO) -C tools vet ./imagebuild
 	$(GO) -C deploy/k8s-check vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \

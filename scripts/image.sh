@@ -53,4 +53,4 @@ bin/imagebuild \
   -cacerts "$certs" \
   -label org.opencontainers.image.source=https://github.com/acme/usersd \
   -label "org.opencontainers.image.licenses=${IMAGE_LICENSES:-NOASSERTION}"
-echo "load it with: podman load -i $out  (or docker load -i $out); run it as in README.md, Container image"
+echo "load it with: podman load -i $out  (or docker load -i $out); run it as in docs/deployment.md, Container image, or with make run-image"

@@ -73,6 +73,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
   stopped_note="PostgreSQL in .devdb keeps running (and keeps your data): 'make devdb-stop' stops it, 'make devdb-reset' also wipes it"
 fi
 
+# For trying webhooks against a receiver on this machine (README, Try it):
+# usersd alone refuses loopback and private addresses.
+export WEBHOOK_ALLOW_PRIVATE=${WEBHOOK_ALLOW_PRIVATE:-true}
+
 if [ -z "${WEB_DIR:-}" ] && [ -f web-client/dist/index.html ]; then
   export WEB_DIR=web-client/dist
 fi

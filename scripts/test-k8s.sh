@@ -2,7 +2,7 @@
 # test-k8s.sh checks the Kubernetes manifests: it renders deploy/k8s with
 # `kubectl kustomize` (offline: no cluster needed) and runs deploy/k8s-check,
 # which decodes every object strictly into the k8s.io/api types and checks the
-# contract of README.md's Kubernetes section (probes, shutdown arithmetic,
+# contract of docs/deployment.md's Kubernetes section (probes, shutdown arithmetic,
 # security, every configuration variable, ...). `make test-k8s` runs it.
 #
 # It needs kubectl. As root it installs Debian's kubernetes-client package

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// The contract of README.md's Kubernetes section.
+// The contract of docs/deployment.md's Kubernetes section.
 const (
 	deploymentName = "usersd"
 	containerName  = "usersd"
@@ -52,8 +52,8 @@ type problems []string
 func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
 
 // Check returns what is wrong with the manifests, nothing when they keep
-// the contract. vars are the variables usersd reads (README.md's
-// configuration table and the code); a name ending in * is a prefix.
+// the contract. vars are the variables usersd reads (package config's
+// names); a name ending in * is a prefix.
 func Check(m *Manifests, vars []string) []string {
 	var p problems
 	d, ok := m.Deployments[deploymentName]

@@ -46,7 +46,7 @@ func variables(t *testing.T) []string {
 }
 
 // TestManifests is the check: the rendered base keeps every rule of
-// README.md's Kubernetes section.
+// docs/deployment.md's Kubernetes section.
 func TestManifests(t *testing.T) {
 	t.Parallel()
 	m, vars := setup(t)
@@ -140,7 +140,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 		{"Service misses the pods", func(m *Manifests, _ *[]string) {
 			m.Services["usersd"].Spec.Selector = map[string]string{"app": "other"}
 		}, "no Service selects"},
-		{"README variable without an entry", func(_ *Manifests, vars *[]string) { *vars = append(*vars, "NEW_KNOB") }, "NEW_KNOB"},
+		{"configuration variable without an entry", func(_ *Manifests, vars *[]string) { *vars = append(*vars, "NEW_KNOB") }, "NEW_KNOB"},
 		{"variable dropped from config.env", func(m *Manifests, _ *[]string) { delete(config(m), "RATE_LIMIT_RPS") }, "RATE_LIMIT_RPS"},
 		{"misspelt variable", func(m *Manifests, _ *[]string) { config(m)["RATE_LIMT_RPS"] = "100" }, "RATE_LIMT_RPS is in the environment but usersd does not read it"},
 		{"password in the ConfigMap", func(m *Manifests, _ *[]string) {

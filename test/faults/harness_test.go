@@ -185,7 +185,7 @@ func connectResult(err error) result {
 }
 
 // restCodes maps the REST shim's error names to Connect codes and statuses
-// (the README's error table).
+// (the error table, docs/design.md).
 var restCodes = map[string]struct {
 	code   connect.Code
 	status int

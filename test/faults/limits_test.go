@@ -30,7 +30,7 @@ import (
 	"github.com/acme/usersd/server"
 )
 
-// The documented limits (README, Limits and failure behaviour). They are written out here rather than
+// The documented limits (docs/operations.md, Limits and failure behaviour). They are written out here rather than
 // taken from the server package, so that a changed constant in the binary
 // fails these tests instead of moving with them.
 const (

@@ -35,7 +35,7 @@ func startLoad(t testing.TB, apis []api, workers int, pause, timeout, maxDur tim
 	})
 }
 
-// isServerFault reports a result the README's error table never allows:
+// isServerFault reports a result the error table (docs/design.md) never allows:
 // internal or unknown, or a REST 5xx other than 503 and 504.
 func isServerFault(r result) bool {
 	if r.code == connect.CodeInternal || r.code == connect.CodeUnknown {
