@@ -46,7 +46,9 @@ func (h *connectHandler) ListUserEvents(ctx context.Context, req *connect.Reques
 
 func (h *connectHandler) WatchUserEvents(ctx context.Context, req *connect.Request[usersv1.WatchUserEventsRequest], stream *connect.ServerStream[usersv1.UserEvent]) error {
 	// stream.Send(nil) at caught-up sends the response headers: clients
-	// (and proxies) know the watch is open before the first event.
+	// (and proxies) know the watch is open before the first event. Proxies
+	// such as nginx must not buffer the stream.
+	stream.ResponseHeader().Set("X-Accel-Buffering", "no")
 	send := stream.Send
 	ctx, err := readAfter(ctx, req.Header().Get(consistencyHeader))
 	if err == nil {
