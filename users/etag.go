@@ -9,6 +9,9 @@ import (
 	"github.com/google/uuid"
 )
 
+// ETag is u's etag, as the API shows it.
+func ETag(u User) string { return etagOf(u.ID, u.Version) }
+
 // An etag names one version of one user: the version in base 36 and a
 // check of the id and version, so an etag read from one user never matches
 // another user at the same version. Clients treat it as opaque.

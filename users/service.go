@@ -77,24 +77,34 @@ func (s *Service) CreateUser(ctx context.Context, req *usersv1.CreateUserRequest
 
 // GetUser returns one user.
 func (s *Service) GetUser(ctx context.Context, req *usersv1.GetUserRequest) (*usersv1.GetUserResponse, error) {
-	id, err := validateGet(req)
-	if err != nil {
-		return nil, err
-	}
-	s.note(ctx, id)
-	u, err := s.store.Get(ctx, id)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, err
-	}
-	// The policy before not_found: a caller limited to its own user must
-	// not learn whether someone else's id exists.
-	if aerr := grantOf(ctx).mayActOn(u.Subject, err == nil); aerr != nil {
-		return nil, aerr
-	}
+	u, err := s.LookupUser(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
 	return &usersv1.GetUserResponse{User: ToProto(u)}, nil
+}
+
+// LookupUser is GetUser's rules without the message: the REST shim
+// writes its JSON straight from the stored user.
+func (s *Service) LookupUser(ctx context.Context, rawID string) (User, error) {
+	id, err := validateGet(&usersv1.GetUserRequest{Id: rawID})
+	if err != nil {
+		return User{}, err
+	}
+	s.note(ctx, id)
+	u, err := s.store.Get(ctx, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, err
+	}
+	// The policy before not_found: a caller limited to its own user must
+	// not learn whether someone else's id exists.
+	if aerr := grantOf(ctx).mayActOn(u.Subject, err == nil); aerr != nil {
+		return User{}, aerr
+	}
+	if err != nil {
+		return User{}, err
+	}
+	return u, nil
 }
 
 // ListUsers pages through users, newest first, or finds one by email.
