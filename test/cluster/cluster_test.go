@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +60,11 @@ func TestCluster(t *testing.T) {
 		start := time.Now()
 		ok := t.Run(name, func(t *testing.T) { all = append(all, f(t)...) })
 		t.Logf("%s: %s in %s; %s", name, map[bool]string{true: "PASS", false: "FAIL"}[ok], time.Since(start).Round(100*time.Millisecond), pools.report())
+		// Without it every later phase fails, the last after waiting out its
+		// bound, and the cause is buried in their errors.
+		if c.bouncer.Exited() {
+			t.Fatalf("PgBouncer exited during %s:\n%s", name, c.bouncer.Output.Tail(8))
+		}
 		return ok
 	}
 	if !phase("start_together", func(t *testing.T) []call { return testStartTogether(t, c) }) {
@@ -182,22 +189,34 @@ func testStartTogether(t *testing.T, c *cluster) []call {
 // testRollingRestart is a rolling deploy under a steady mixed load: each
 // replica in turn gets SIGTERM, exits, and is started again, and the next
 // goes only once HAProxy has taken the new one in. No request may fail.
+// Meanwhile watchers and a webhook follow the change feed through HAProxy
+// from where it stood before the load (feed_test.go): each must end up
+// with exactly the changes the load committed.
 func testRollingRestart(t *testing.T, c *cluster) []call {
+	feed := startFeedCheck(t, c)
 	l := startLoad(t, entries(t, c.haproxy.url, c.token), loadInterval)
 	time.Sleep(2 * time.Second)
 	for _, r := range c.replicas {
 		p := r.cur()
+		unguard := feed.guardDeliveries(t, p)
 		sig := time.Now()
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		code, ok := p.Wait(shutdownTimeout + 5*time.Second)
 		exited := time.Now()
+		unguard()
 		if !ok {
 			t.Fatalf("%s still running %s after SIGTERM", p.Name, time.Since(sig))
 		}
 		if code != 0 {
 			t.Errorf("%s exited %d after SIGTERM, want 0", p.Name, code)
+		}
+		// A job cancelled mid-statement sends PostgreSQL a cancel request,
+		// which PgBouncer in transaction pooling may pass to another
+		// client's statement.
+		if n := len(p.LogRecords("jobs still running after the soft stop; cancelling them")); n > 0 {
+			t.Errorf("%s cancelled running jobs at shutdown: a job outlived River's soft stop", p.Name)
 		}
 		down, found := c.haproxy.firstChange(r.name, "DOWN", sig)
 		switch {
@@ -241,6 +260,7 @@ func testRollingRestart(t *testing.T, c *cluster) []call {
 		t.Errorf("replayed by the client's transport during the rolling restart: %v", rp)
 	}
 	t.Logf("rolling restart: %s; %d failed; %s", loadtest.Summary(calls), len(fails), serverSummary(logs, calls))
+	t.Run("change_feed", func(t *testing.T) { feed.verify(t, calls) })
 	return calls
 }
 
@@ -387,14 +407,7 @@ func testKill9(t *testing.T, c *cluster) []call {
 // load is not paused. It returns the instant of the kill and how long the
 // queue was paused before it.
 func quietKill(t *testing.T, c *cluster, conn *pgx.Conn, p *proctest.Process) (time.Time, time.Duration) {
-	recs := p.LogRecords("River client started")
-	if len(recs) != 1 {
-		t.Fatalf("%s logged %d \"River client started\" lines, want 1", p.Name, len(recs))
-	}
-	clientID, _ := recs[0]["client_id"].(string)
-	if clientID == "" {
-		t.Fatalf("%s: no River client_id in %v", p.Name, recs[0])
-	}
+	clientID := riverClientID(t, p)
 	ctx := t.Context()
 	pool, err := pgxpool.New(ctx, c.db.URL)
 	if err != nil {
@@ -440,6 +453,21 @@ func quietKill(t *testing.T, c *cluster, conn *pgx.Conn, p *proctest.Process) (t
 	return kill, kill.Sub(paused)
 }
 
+// riverClientID is the id of p's River client: river_job.attempted_by
+// names the clients that fetched a job, the last one current.
+func riverClientID(t testing.TB, p *proctest.Process) string {
+	t.Helper()
+	recs := p.LogRecords("River client started")
+	if len(recs) != 1 {
+		t.Fatalf("%s logged %d \"River client started\" lines, want 1", p.Name, len(recs))
+	}
+	clientID, _ := recs[0]["client_id"].(string)
+	if clientID == "" {
+		t.Fatalf("%s: no River client_id in %v", p.Name, recs[0])
+	}
+	return clientID
+}
+
 // jobsOf counts the running jobs River client clientID fetched last, and
 // reports whether it fetched any in the last second.
 func jobsOf(t *testing.T, conn *pgx.Conn, clientID string) (held int, fetching bool) {
@@ -454,7 +482,9 @@ func jobsOf(t *testing.T, conn *pgx.Conn, clientID string) (held int, fetching b
 // testWelcomeMail: once River has worked every job, each user has exactly
 // one welcome job, completed, and exactly one mail reached the SMTP sink,
 // whichever replicas created the user and worked the job; every create a
-// client was told succeeded is committed.
+// client was told succeeded is committed. The load deletes users too: a
+// deleted user is gone, and has at most the one job and the one mail that
+// may have come before its deletion.
 func testWelcomeMail(t *testing.T, c *cluster, calls []call) {
 	conn := dbtest.Connect(t, c.db.URL)
 	ctx := t.Context()
@@ -475,42 +505,71 @@ func testWelcomeMail(t *testing.T, c *cluster, calls []call) {
 	}
 	waited := time.Since(start)
 
-	var acked []string
+	// A delete that failed may have committed (kill -9): its user may or
+	// may not be there.
+	deleteSent := map[string]bool{}
+	var deleted []string // acknowledged deletes
 	for _, cl := range calls {
-		if cl.Op == "create" && cl.Result.err == nil {
-			acked = append(acked, cl.Result.userID)
+		if cl.Op == "delete" {
+			deleteSent[cl.Result.userID] = true
+			if cl.Result.err == nil {
+				deleted = append(deleted, cl.Result.userID)
+			}
 		}
 	}
-	var ackedFound int
+	var acked, gone []string // acknowledged creates, and the emails of those deleted since
+	var ackedCreates int
+	for _, cl := range calls {
+		if cl.Op == "create" && cl.Result.err == nil {
+			ackedCreates++
+			if deleteSent[cl.Result.userID] {
+				gone = append(gone, strings.ToLower(cl.Result.email))
+			} else {
+				acked = append(acked, cl.Result.userID)
+			}
+		}
+	}
+	var ackedFound, deletedFound int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM users WHERE id::text = ANY($1)", acked).Scan(&ackedFound); err != nil {
 		t.Fatal(err)
 	}
 	if ackedFound != len(acked) {
-		t.Errorf("%d creates acknowledged to clients, but only %d of those users are committed", len(acked), ackedFound)
+		t.Errorf("%d creates acknowledged to clients (and not deleted), but only %d of those users are committed", len(acked), ackedFound)
 	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM users WHERE id::text = ANY($1)", deleted).Scan(&deletedFound); err != nil {
+		t.Fatal(err)
+	}
+	if deletedFound > 0 {
+		t.Errorf("%d of %d users whose deletion was acknowledged are still there", deletedFound, len(deleted))
+	}
+	deleteSentIDs := slices.Collect(maps.Keys(deleteSent))
 
-	var users, jobs, notOne, orphans, notCompleted, notWelcomed int
+	var users, jobs, notOne, orphans, deletedTwice, notCompleted, notWelcomed int
 	for _, q := range []struct {
 		sql  string
 		into *int
+		args []any
 	}{
-		{"SELECT count(*) FROM users", &users},
-		{"SELECT count(*) FROM river_job WHERE kind = 'welcome_email'", &jobs},
+		{"SELECT count(*) FROM users", &users, nil},
+		{"SELECT count(*) FROM river_job WHERE kind = 'welcome_email'", &jobs, nil},
 		{`SELECT count(*) FROM (SELECT u.id FROM users u LEFT JOIN river_job j
 			ON j.kind = 'welcome_email' AND j.args->>'user_id' = u.id::text
-			GROUP BY u.id HAVING count(j.id) <> 1) x`, &notOne},
+			GROUP BY u.id HAVING count(j.id) <> 1) x`, &notOne, nil},
 		{`SELECT count(*) FROM river_job j WHERE kind = 'welcome_email'
-			AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id::text = j.args->>'user_id')`, &orphans},
-		{"SELECT count(*) FROM river_job WHERE kind = 'welcome_email' AND state <> 'completed'", &notCompleted},
-		{"SELECT count(*) FROM users WHERE welcomed_at IS NULL", &notWelcomed},
+			AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id::text = j.args->>'user_id')
+			AND NOT j.args->>'user_id' = ANY($1)`, &orphans, []any{deleteSentIDs}},
+		{`SELECT count(*) FROM (SELECT args->>'user_id' FROM river_job WHERE kind = 'welcome_email'
+			AND args->>'user_id' = ANY($1) GROUP BY 1 HAVING count(*) > 1) x`, &deletedTwice, []any{deleteSentIDs}},
+		{"SELECT count(*) FROM river_job WHERE kind = 'welcome_email' AND state <> 'completed'", &notCompleted, nil},
+		{"SELECT count(*) FROM users WHERE welcomed_at IS NULL", &notWelcomed, nil},
 	} {
-		if err := conn.QueryRow(ctx, q.sql).Scan(q.into); err != nil {
+		if err := conn.QueryRow(ctx, q.sql, q.args...).Scan(q.into); err != nil {
 			t.Fatalf("%s: %v", q.sql, err)
 		}
 	}
-	if notOne > 0 || orphans > 0 || notCompleted > 0 || notWelcomed > 0 {
-		t.Errorf("%d users, %d welcome jobs: %d users without exactly one job, %d jobs without a user, %d jobs not completed, %d users not marked welcomed",
-			users, jobs, notOne, orphans, notCompleted, notWelcomed)
+	if notOne > 0 || orphans > 0 || deletedTwice > 0 || notCompleted > 0 || notWelcomed > 0 {
+		t.Errorf("%d users, %d welcome jobs: %d users without exactly one job, %d jobs without a user (other than the deleted ones), %d deleted users with more than one job, %d jobs not completed, %d users not marked welcomed",
+			users, jobs, notOne, orphans, deletedTwice, notCompleted, notWelcomed)
 	}
 
 	// The sink: one mail per user, to that user, none to anyone else.
@@ -545,14 +604,23 @@ func testWelcomeMail(t *testing.T, c *cluster, calls []call) {
 		}
 		delete(got, e)
 	}
+	// Mailed before its deletion, or not at all.
+	var goneMailed int
+	for _, e := range gone {
+		if n := got[e]; n > 1 {
+			t.Errorf("%d welcome mails for %s, a user deleted since", n, e)
+		}
+		goneMailed += got[e]
+		delete(got, e)
+	}
 	if len(got) > 0 {
 		t.Errorf("%d mails to addresses that are no user's", len(got))
 	}
-	if missing > 0 || dup > 0 || len(msgs) != users {
-		t.Errorf("%d users, %d mails: %d users got none, %d got more than one", users, len(msgs), missing, dup)
+	if missing > 0 || dup > 0 || len(msgs) != users+goneMailed {
+		t.Errorf("%d users, %d mails (%d of them to users deleted since): %d users got none, %d got more than one", users, len(msgs), goneMailed, missing, dup)
 	}
-	t.Logf("%d users (%d acknowledged creates), %d welcome jobs, all completed %s after the load ended; %d mails, one per user (SMTP DATA commands: %d)",
-		users, len(acked), jobs, waited.Round(time.Millisecond), len(msgs), c.smtp.Attempts())
+	t.Logf("%d users (%d acknowledged creates, %d deletes sent, %d acknowledged), %d welcome jobs, all completed %s after the load ended; %d mails, one per user, and %d to users deleted since (SMTP DATA commands: %d)",
+		users, ackedCreates, len(deleteSent), len(deleted), jobs, waited.Round(time.Millisecond), len(msgs)-goneMailed, goneMailed, c.smtp.Attempts())
 }
 
 // waitLogged waits (up to 5 s) until HAProxy has logged every call that

@@ -6,9 +6,11 @@
 // querying one PostgreSQL through PgBouncer in transaction pooling, with the
 // configurations of deploy/haproxy and deploy/pgbouncer. It checks that
 // replicas starting together on an empty database migrate it once, that a
-// rolling restart under load fails no request, that kill -9 of a replica
-// fails only the requests it was handling, and that every user created
-// meanwhile gets exactly one welcome job and one welcome mail.
+// rolling restart under load fails no request, that the change feed's
+// watchers (SSE and RPC streams) and a webhook get exactly the changes that
+// load committed across the restart, that kill -9 of a replica fails only
+// the requests it was handling, and that every user created meanwhile gets
+// exactly one welcome job and one welcome mail.
 //
 // Run it with `make test-cluster` (scripts/test-cluster.sh), which builds the
 // binary, provides TEST_DATABASE_URL and installs haproxy and pgbouncer when
@@ -20,6 +22,7 @@ import (
 	"crypto/rand"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,6 +85,7 @@ type cluster struct {
 	smtp       *smtptest.Server
 	issuer     *devissuer.Issuer
 	token      string
+	adminToken string // token, and the scope to manage webhooks
 	bouncer    *proctest.Process
 	haproxy    *haproxy
 	replicas   []*replica
@@ -114,6 +118,7 @@ func newCluster(t *testing.T) *cluster {
 	c.smtp = smtptest.New(t)
 	c.issuer = devissuer.StartTest(t, audience, "RS256")
 	c.token = c.issuer.Token("cluster-test", "users:read", "users:write")
+	c.adminToken = c.issuer.Token("cluster-test", "users:read", "users:write", "webhooks:admin")
 
 	c.startPgBouncer(bouncerBin)
 	c.startHAProxy(haproxyBin)
@@ -137,6 +142,10 @@ func newCluster(t *testing.T) *cluster {
 		"RATE_LIMIT_IP_RPS": "0",
 		// HAProxy connects from loopback and adds X-Forwarded-For.
 		"TRUSTED_PROXIES": "127.0.0.1",
+		// On purpose: the suite's webhook receiver listens on 127.0.0.1, and
+		// usersd refuses loopback and private webhook addresses by default, so
+		// that a webhook cannot be aimed at the network it runs in.
+		"WEBHOOK_ALLOW_PRIVATE": "true",
 	}
 	for _, s := range c.haproxy.servers {
 		env["BIND"] = s.addr
@@ -437,8 +446,9 @@ func (h *haproxy) firstChange(server, status string, t0 time.Time) (stateChange,
 // reqLog is one request line of HAProxy's log (log-format in haproxy.cfg).
 type reqLog struct {
 	at      time.Time // when the line was written: the request's end
-	server  string    // the last server tried, <NOSRV> if none
-	timers  string    // TR/Tw/Tc/Tr/Ta
+	backend string
+	server  string // the last server tried, <NOSRV> if none
+	timers  string // TR/Tw/Tc/Tr/Ta
 	status  int
 	term    string // termination state, "----" for a normal end
 	retries string // %rc: "0", "1", "+1" (redispatched)
@@ -447,21 +457,83 @@ type reqLog struct {
 	text    string
 }
 
-var reqLogRE = regexp.MustCompile(`^\S+ \[[^\]]+\] \S+ usersd/(\S+) (\S+) (-?\d+) -?\d+ (\S{4}) \d+/\d+/\d+/\d+/(\+?\d+) \d+/\d+ \{([^}]*)\} "(.*)"$`)
+var reqLogRE = regexp.MustCompile(`^\S+ \[[^\]]+\] \S+ (\S+)/(\S+) (\S+) (-?\d+) -?\d+ (\S{4}) \d+/\d+/\d+/\d+/(\+?\d+) \d+/\d+ \{([^}]*)\} "(.*)"$`)
 
-// requests parses the request lines logged so far, by X-Request-Id.
-func (h *haproxy) requests() map[string]reqLog {
+// requests parses the request lines of the usersd backend logged so far, by
+// X-Request-Id.
+func (h *haproxy) requests() map[string]reqLog { return h.logged("usersd") }
+
+// logged parses the request lines of backend logged so far, by X-Request-Id.
+func (h *haproxy) logged(backend string) map[string]reqLog {
 	out := map[string]reqLog{}
 	for _, ln := range h.proc.Output.Lines() {
 		m := reqLogRE.FindStringSubmatch(ln.Text)
-		if m == nil {
+		if m == nil || m[1] != backend {
 			continue
 		}
-		status, _ := strconv.Atoi(m[3])
-		r := reqLog{at: ln.At, server: m[1], timers: m[2], status: status, term: m[4], retries: m[5], reqID: m[6], request: m[7], text: ln.Text}
+		status, _ := strconv.Atoi(m[4])
+		r := reqLog{at: ln.At, backend: m[1], server: m[2], timers: m[3], status: status, term: m[5], retries: m[6], reqID: m[7], request: m[8], text: ln.Text}
 		out[r.reqID] = r
 	}
 	return out
+}
+
+// streamExpiries reads "show sess all" and returns, for each stream that
+// backend is serving now, how long HAProxy leaves it before its next timer
+// fires (the nearest of its timeouts; HAProxy shows the two largest units,
+// so this is a lower bound), or -1 when no timer is armed.
+func (h *haproxy) streamExpiries(backend string) ([]time.Duration, error) {
+	out, err := h.command("show sess all")
+	if err != nil {
+		return nil, err
+	}
+	var exps []time.Duration
+	ours := false
+	for ln := range strings.SplitSeq(out, "\n") {
+		field := strings.TrimSpace(ln)
+		switch {
+		case strings.HasPrefix(ln, "0x"): // a stream's first line
+			ours = false
+		case strings.HasPrefix(field, "backend="):
+			ours = strings.HasPrefix(field, "backend="+backend+" ")
+		case ours && strings.HasPrefix(field, "task="):
+			m := taskExpRE.FindStringSubmatch(field)
+			if m == nil {
+				return nil, fmt.Errorf("show sess all: no exp= in %q", field)
+			}
+			d, err := haproxyDuration(m[1])
+			if err != nil {
+				return nil, fmt.Errorf("show sess all: %v in %q", err, field)
+			}
+			exps = append(exps, d)
+		}
+	}
+	return exps, nil
+}
+
+var taskExpRE = regexp.MustCompile(`\bexp=(\S+)`)
+
+// haproxyDuration reads HAProxy's human-readable time ("59m58s", "1d1h",
+// "<NEVER>" as -1).
+func haproxyDuration(s string) (time.Duration, error) {
+	if s == "<NEVER>" {
+		return -1, nil
+	}
+	units := map[byte]time.Duration{'d': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute, 's': time.Second}
+	var d time.Duration
+	for rest := s; rest != ""; {
+		i := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+		if i <= 0 || units[rest[i]] == 0 {
+			return 0, fmt.Errorf("time %q", s)
+		}
+		n, _ := strconv.Atoi(rest[:i])
+		d += time.Duration(n) * units[rest[i]]
+		rest = rest[i+1:]
+	}
+	if s == "" {
+		return 0, errors.New("empty time")
+	}
+	return d, nil
 }
 
 // Replicas.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,7 +113,8 @@ type outcome struct {
 	err    error
 	reqID  string
 	email  string // create
-	userID string // create (on success), get, update
+	userID string // create (on success), get, update, delete
+	etag   string // create and update, on success: the user's version they wrote
 	// sends is how many times the client's transport sent the request (a
 	// connection taken for it, httptrace.GotConn): more than one means it
 	// replayed the request by itself, which the suite counts as a retry.
@@ -141,13 +143,15 @@ func (e entry) do(ctx context.Context, op, userID string) call {
 		switch op {
 		case "create":
 			o.email = fmt.Sprintf("c%d-%d@example.com", time.Now().UnixNano(), seq.Add(1))
-			o.userID, o.err = e.create(ctx, o.email, "Cluster Test")
+			o.userID, o.etag, o.err = e.create(ctx, o.email, "Cluster Test")
 		case "get":
 			o.err = e.get(ctx, userID)
 		case "list":
 			o.err = e.list(ctx)
 		case "update":
-			o.err = e.update(ctx, userID, fmt.Sprintf("Cluster Test %d", seq.Add(1)))
+			o.etag, o.err = e.update(ctx, userID, fmt.Sprintf("Cluster Test %d", seq.Add(1)))
+		case "delete":
+			o.err = e.delete(ctx, userID)
 		default:
 			panic(op)
 		}
@@ -156,20 +160,26 @@ func (e entry) do(ctx context.Context, op, userID string) call {
 	})
 }
 
-func (e entry) create(ctx context.Context, email, name string) (string, error) {
+// restUser is the part of a REST user the load keeps.
+type restUser struct {
+	ID   string `json:"id"`
+	ETag string `json:"etag"`
+}
+
+func (e entry) create(ctx context.Context, email, name string) (id, etag string, err error) {
 	if e.rpc == nil {
-		var u struct{ ID string }
+		var u restUser
 		err := e.rest(ctx, http.MethodPost, "/users", map[string]string{"email": email, "full_name": name}, http.StatusCreated, &u)
-		if err == nil && u.ID == "" {
-			err = errors.New("REST create answered no id")
+		if err == nil && (u.ID == "" || u.ETag == "") {
+			err = fmt.Errorf("REST create answered id %q, etag %q", u.ID, u.ETag)
 		}
-		return u.ID, err
+		return u.ID, u.ETag, err
 	}
 	resp, err := e.rpc.CreateUser(ctx, connect.NewRequest(&usersv1.CreateUserRequest{Email: email, FullName: name}))
 	if err != nil {
-		return "", rpcErr(err)
+		return "", "", rpcErr(err)
 	}
-	return resp.Msg.GetUser().GetId(), nil
+	return resp.Msg.GetUser().GetId(), resp.Msg.GetUser().GetEtag(), nil
 }
 
 func (e entry) get(ctx context.Context, id string) error {
@@ -194,14 +204,27 @@ func (e entry) list(ctx context.Context) error {
 	return rpcErr(err)
 }
 
-func (e entry) update(ctx context.Context, id, name string) error {
+func (e entry) update(ctx context.Context, id, name string) (etag string, err error) {
 	if e.rpc == nil {
-		return e.rest(ctx, http.MethodPatch, "/users/"+id, map[string]string{"full_name": name}, http.StatusOK, nil)
+		var u restUser
+		err := e.rest(ctx, http.MethodPatch, "/users/"+id, map[string]string{"full_name": name}, http.StatusOK, &u)
+		return u.ETag, err
 	}
-	_, err := e.rpc.UpdateUser(ctx, connect.NewRequest(&usersv1.UpdateUserRequest{
+	resp, err := e.rpc.UpdateUser(ctx, connect.NewRequest(&usersv1.UpdateUserRequest{
 		User:       &usersv1.User{Id: id, FullName: name},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"full_name"}},
 	}))
+	if err != nil {
+		return "", rpcErr(err)
+	}
+	return resp.Msg.GetUser().GetEtag(), nil
+}
+
+func (e entry) delete(ctx context.Context, id string) error {
+	if e.rpc == nil {
+		return e.rest(ctx, http.MethodDelete, "/users/"+id, nil, http.StatusNoContent, nil)
+	}
+	_, err := e.rpc.DeleteUser(ctx, connect.NewRequest(&usersv1.DeleteUserRequest{Id: id}))
 	return rpcErr(err)
 }
 
@@ -261,12 +284,14 @@ func (e entry) rest(ctx context.Context, method, path string, body any, want int
 }
 
 // startLoad keeps one worker per entry point busy until stopped, each
-// making one call per interval: a create (40%), a get (25%) or an update
-// (15%) of a user it created, or a list (20%). The operation is drawn at
-// random, so which replica HAProxy's round robin picks for a call does not
-// depend on its kind. Every call is recorded.
+// making one call per interval: a create (40%), a get (25%), an update
+// (15%) or a delete (5%) of a user it created, or a list (15%). The
+// operation is drawn at random, so which replica HAProxy's round robin
+// picks for a call does not depend on its kind. Every call is recorded, and
+// a user's calls come from one worker, one after the other: the load knows
+// the order of each user's changes.
 func startLoad(t testing.TB, es []entry, interval time.Duration) *loadtest.Load[outcome] {
-	mine := make([][]string, len(es)) // the users each worker created
+	mine := make([][]string, len(es)) // the users each worker created and has not deleted
 	return loadtest.Start(t, loadtest.Config{Workers: len(es), Interval: interval}, func(w *loadtest.Worker[outcome]) {
 		e := es[w.ID]
 		op, id := "create", ""
@@ -276,6 +301,12 @@ func startLoad(t testing.TB, es []entry, interval time.Duration) *loadtest.Load[
 			op, id = "get", mine[w.ID][rand.IntN(len(mine[w.ID]))]
 		case n < 80:
 			op, id = "update", mine[w.ID][rand.IntN(len(mine[w.ID]))]
+		case n < 85:
+			// Never used again, whatever the outcome: a delete that failed
+			// may have committed (kill -9).
+			i := rand.IntN(len(mine[w.ID]))
+			op, id = "delete", mine[w.ID][i]
+			mine[w.ID] = slices.Delete(mine[w.ID], i, i+1)
 		default:
 			op = "list"
 		}
