@@ -4,12 +4,23 @@
 # and saves it to bench/out/report.txt.
 #
 # What it does (each measurement BENCH_DURATION seconds, default 5; about
-# 17 minutes in all on a 2-core machine):
+# 19 minutes in all on a 2-core machine):
 #   build usersd with release flags (make build), the bare handler
 #   (bench/bare) and the load generator (bench/load); ghz once into
 #   bench/.bin; init a fresh PostgreSQL (scripts/pgcluster.sh --fast: fsync,
 #   synchronous_commit and full_page_writes off; plus shared_buffers 256MB);
 #   usersd migrate; seed users with deterministic UUIDv7 ids (bench/sql).
+#   Every measured run also records, from /proc over the same window
+#   (bench/cpu): the share of the machine's CPUs that processes other than
+#   the bench's used ("others": not this script's process tree, which holds
+#   usersd, the bare handler, wrk, ghz, bench/load, pgbench and psql, nor
+#   the PostgreSQL servers' postmaster trees, nor kernel threads), which the
+#   report prints beside each row and marks NOISY above 10%; and each
+#   PostgreSQL server's CPU time (the postmaster and every backend and
+#   helper under it), which the report turns into PostgreSQL's CPU per
+#   request on the GetUser and CreateUser rows of usersd, the bare handler
+#   and pgbench alike. Each phase starts by noting the load average and
+#   the others' share over one second in which the bench does nothing.
 #   1. 10,000 users: GetUser p50 at BENCH_SCALE_RATE (the scale reference).
 #   2. 100,000 users: peak RPS of GetUser per entry point (sweep over
 #      BENCH_CONCS connections/streams, usersd and the bare handler back to
@@ -32,6 +43,23 @@
 #      off vs on, back to back at the same concurrency (phase 2's peak, else
 #      the largest of BENCH_CONCS), BENCH_AUTH_ROUNDS times in ABBA order,
 #      best of each: REST GET (wrk), gRPC (ghz), Connect proto (bench/load).
+#   replica. still 100,000 users (about 2 minutes): reads from a streaming
+#      replica. scripts/pgcluster.sh replica makes one of the bench's
+#      PostgreSQL (pg_basebackup -R, no apply delay; a unix socket in its
+#      own directory) and a second usersd reads from it (READ_DATABASE_URLS,
+#      REPLICA_MAX_LAG=1s). GetUser peak RPS, REST GET (wrk) and Connect
+#      proto (bench/load), the main usersd (every read on the primary) and
+#      the second back to back at the same concurrency (phase 2's peak, else
+#      the largest of BENCH_CONCS), BENCH_REPLICA_ROUNDS times in ABBA
+#      order, best of each: the ratio, usersd's CPU per request and each
+#      PostgreSQL's (primary, replica) per request; the second usersd's
+#      /metrics (usersd_db_reads_total by target) must show the replica
+#      served the reads. Then a replica that applies BENCH_REPLICA_DELAY
+#      late (recovery_min_apply_delay) replaces it: read-after-write pairs
+#      (POST /users, then GET it, REST, bench/load raw, open loop at
+#      BENCH_QUIET_RATE pairs/s) with the create's Consistency-Token sent
+#      back and without, alternating: the pair's p50/p99 and the stale
+#      reads (the GET answering 404; with the token there must be none).
 #   3. 1,000,000 users: GetUser p50 at BENCH_SCALE_RATE; ListUsers page 1 vs
 #      page 1000 (REST GET /users?page_token=..., token found by walking).
 #   feed. back to 100,000 users (about 2 minutes): the change feed.
@@ -56,13 +84,18 @@
 #      (bench/load): peak RPS of usersd with group commit (the default)
 #      and of a second usersd with CREATE_BATCH=off (every create its own
 #      transaction; a diagnostic), back to back at each concurrency,
-#      each group once the welcome backlog of the one before is worked off,
+#      each group once the welcome backlog of the one before is worked off
+#      and each run with none queued (river_job emptied),
 #      against pgbench running usersd's single-create transaction
-#      (bench/sql/create.pgbench); before those, p50/p99 of both at
+#      (bench/sql/create.pgbench), with PostgreSQL's CPU per create of
+#      each at c8 and c32 (in BENCH_CREATE_CONCS and BENCH_PG_CONCS both);
+#      before those, p50/p99 of both at
 #      BENCH_QUIET_RATE creates/s (open loop, BENCH_QUIET_ROUNDS on/off
 #      pairs in ABBA order, the median round reported): batching must not
 #      make a quiet server slower;
-#      River's welcome-job throughput.
+#      River's welcome-job throughput and PostgreSQL's CPU per job (taken
+#      out of its CPU per create, whose runs work different shares of their
+#      jobs within their windows).
 #   4sync. the rows of 4 again after PostgreSQL restarts with fsync,
 #      synchronous_commit and full_page_writes on, as in production (the
 #      data directory's file system is in the report: on tmpfs fsync is
@@ -74,8 +107,9 @@
 # Environment:
 #   BENCH_DURATION=5       seconds per measurement
 #   BENCH_CONCS="8 32 64"  HTTP connections / HTTP/2 streams swept for peak RPS
-#   BENCH_PG_CONCS="4 8 20" pgbench clients swept (usersd's pool is 20)
-#   BENCH_CREATE_CONCS="16 64" connections/streams of the CreateUser sweeps
+#   BENCH_PG_CONCS="8 20 32" pgbench clients swept (usersd's pool is 20;
+#                          8 and 32 are where the CreateUser targets compare)
+#   BENCH_CREATE_CONCS="8 32" connections/streams of the CreateUser sweeps
 #   BENCH_SCALE_RATE=1000  requests/s of the 10k-vs-1M p50 comparison
 #   BENCH_PROFILE=1        (default; 0 skips) capture CPU and allocation
 #                          profiles of usersd (PPROF_BIND) and of the bare
@@ -86,13 +120,18 @@
 #   BENCH_PROFILE_SECONDS=8 length of each CPU profile
 #   BENCH_USERSD=path      benchmark this usersd binary instead of building
 #   BENCH_OUT=bench/out    where results, raw outputs, profiles and the report go
-#   BENCH_PHASES="1 2 auth 3 feed 4 4sync" the phases above to run (e.g.
-#                          "2" while working on the GetUser hot path, "auth"
-#                          for the authentication rows alone, "feed" for the
+#   BENCH_PHASES="1 2 auth replica 3 feed 4 4sync" the phases above to run
+#                          (e.g. "2" while working on the GetUser hot path,
+#                          "auth" for the authentication rows alone,
+#                          "replica" for the read replica's, "feed" for the
 #                          change feed's, "4 4sync" for the CreateUser rows);
 #                          seeding and the AUTH_DISABLED usersd happen
 #                          whatever is chosen
 #   BENCH_AUTH_ROUNDS=2    auth phase: off/on pairs per entry point
+#   BENCH_REPLICA_ROUNDS=2 replica: primary/replica pairs per entry point,
+#                          and token/no-token pairs of read-after-write
+#   BENCH_REPLICA_DELAY=100ms replica: the read-after-write replica's
+#                          recovery_min_apply_delay
 #   BENCH_QUIET_RATE=100   phases 4 and 4sync: creates/s of the latency rows
 #   BENCH_QUIET_ROUNDS=4   phases 4 and 4sync: on/off pairs of those rows
 #   BENCH_QUIET_DURATION=3 seconds of each of those runs (the machine's
@@ -118,6 +157,9 @@
 #     real tokens: the GetUser rows compare usersd with the bare handler and
 #     the CreateUser rows with pgbench, and neither authenticates; the auth
 #     phase measures what authentication adds to that same configuration.
+#   AUTH_DISABLED=true for the replica phase's second usersd (reads from the
+#     replica) too: its rows compare with the main usersd's, and what
+#     tokens cost is the auth phase's question.
 #   AUTH_DISABLED=true for every usersd of the feed phase too (the second
 #     one the watchers of the latency rows poll, the fresh one of the
 #     memory row, the previous release, a BENCH_FEED_WITH build): their
@@ -137,12 +179,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 DUR=${BENCH_DURATION:-5}
 CONCS=${BENCH_CONCS:-"8 32 64"}
-PG_CONCS=${BENCH_PG_CONCS:-"4 8 20"}
+PG_CONCS=${BENCH_PG_CONCS:-"8 20 32"}
 SCALE_RATE=${BENCH_SCALE_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-1}
 PSECS=${BENCH_PROFILE_SECONDS:-8}
-CREATE_CONCS=${BENCH_CREATE_CONCS:-"16 64"}
-PHASES=${BENCH_PHASES:-"1 2 auth 3 feed 4 4sync"}
+CREATE_CONCS=${BENCH_CREATE_CONCS:-"8 32"}
+PHASES=${BENCH_PHASES:-"1 2 auth replica 3 feed 4 4sync"}
 AUTH_ROUNDS=${BENCH_AUTH_ROUNDS:-2}
 QUIET_RATE=${BENCH_QUIET_RATE:-100}
 QUIET_ROUNDS=${BENCH_QUIET_ROUNDS:-4}
@@ -155,7 +197,10 @@ FEED_WATCHERS=${BENCH_FEED_WATCHERS:-2}
 FEED_IDLE=${BENCH_FEED_IDLE:-1000}
 FEED_ROUNDS=${BENCH_FEED_ROUNDS:-2}
 FEED_CREATE_DUR=${BENCH_FEED_CREATE_DURATION:-3}
+REPL_ROUNDS=${BENCH_REPLICA_ROUNDS:-2}
+REPL_DELAY=${BENCH_REPLICA_DELAY:-100ms}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
+MAXC=$(tr ' ' '\n' <<<"$CONCS" | sort -n | tail -n 1)
 H2CONNS=4 # TCP connections the HTTP/2 tools spread their streams over
 OUT=${BENCH_OUT:-bench/out}
 mkdir -p "$OUT"
@@ -168,9 +213,19 @@ T_START=$(date +%s)
 LOADAVG0=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)
 
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T_START)) "$*" >&2; }
-# note_load PHASE: the machine's load average as a phase starts (other work
-# on the box shares its CPUs); the report prints them all.
-note_load() { echo "load phase=$1 avg=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"; }
+# note_load PHASE: the machine's load average as a phase starts, and the
+# share of the CPUs other processes used over one second in which the bench
+# does nothing (the load average counts the bench's own phase before, and
+# moves too slowly to tell a quiet minute); the report prints them all.
+note_load() {
+  local avg c
+  avg=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)
+  cpu_mark load
+  sleep 1
+  c=$(cpu_since load)
+  echo "load phase=$1 avg=$avg $c" >>"$RES"
+  log "phase $1: load average $avg; other processes used $(awk -v o="$(field others "$c")" 'BEGIN {printf "%.0f%%", o * 100}') of the CPUs over the last second"
+}
 die() { log "FAILED: $*"; exit 1; }
 
 # --- tools -----------------------------------------------------------------
@@ -198,13 +253,16 @@ fi
 # --- work dir, processes, cleanup ----------------------------------------
 WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
 chmod 755 "$WORK"
-USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID= OFF_PID= FEEDB_PID= IDLE_PID= PREV_PID= WITH_PID=
+USERSD_PID= BARE_PID= LOAD_PID= AUTH_PID= ISSUER_PID= OFF_PID= FEEDB_PID= IDLE_PID= PREV_PID= WITH_PID= REPL_PID=
 cleanup() {
   set +e
-  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID $FEEDB_PID $IDLE_PID $PREV_PID $WITH_PID; do kill "$p" 2>/dev/null; done
-  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID $FEEDB_PID $IDLE_PID $PREV_PID $WITH_PID; do
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID $FEEDB_PID $IDLE_PID $PREV_PID $WITH_PID $REPL_PID; do kill "$p" 2>/dev/null; done
+  for p in $USERSD_PID $BARE_PID $LOAD_PID $AUTH_PID $ISSUER_PID $OFF_PID $FEEDB_PID $IDLE_PID $PREV_PID $WITH_PID $REPL_PID; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null
+  done
+  for d in "$WORK"/pgr*; do
+    [ -d "$d" ] && scripts/pgcluster.sh stop "$d" immediate >/dev/null 2>&1
   done
   [ -d "$WORK/pg" ] && scripts/pgcluster.sh stop "$WORK/pg" immediate >/dev/null 2>&1
   rm -rf "$WORK"
@@ -238,6 +296,7 @@ BIN_BYTES=$(stat -c %s "$WORK/usersd")
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/bare" ./bench/bare || die "build bench/bare"
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/load" ./bench/load || die "build bench/load"
 go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/prof" ./bench/prof || die "build bench/prof"
+go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/cpu" ./bench/cpu || die "build bench/cpu"
 if want auth; then
   go build -trimpath -ldflags "$LDFLAGS" -o "$WORK/devissuer" ./cmd/devissuer || die "build cmd/devissuer"
 fi
@@ -276,6 +335,7 @@ scripts/pgcluster.sh createdb "$WORK/pg" bench
 DBURL=$(scripts/pgcluster.sh url "$WORK/pg" bench)
 PGPORT=$(sed -n 4p "$WORK/pg/data/postmaster.pid")
 PGVERSION=$("$PGBIN/postgres" --version | awk '{print $3}')
+CPU_PGS=(-pg "pg=$WORK/pg")
 psqlq() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg" -p "$PGPORT" -U postgres -d bench "$@"; }
 
 DATABASE_URL=$DBURL LOG_LEVEL=warn "$WORK/usersd" migrate >"$WORK/migrate.log" 2>&1 ||
@@ -361,6 +421,15 @@ start_bare() {
   wait_http "http://127.0.0.1:$BARE_PORT/livez" "$BARE_PID" || { cat "$WORK/bare.log" >&2; die "bare handler did not start"; }
 }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_mark KEY ... cpu_since KEY: over that window, the share of the
+# machine's CPUs that processes other than the bench's used ("others=",
+# 0..1; the bench is this script's process tree and the PostgreSQL servers
+# of CPU_PGS), and each server's CPU time ("pg_ticks=", the postmaster's
+# whole tree: backends, walwriter, checkpointer, autovacuum; "pgr_ticks="
+# for the replica phase's replica): CPU_PGS names the servers, set once
+# PostgreSQL is up. See bench/cpu.
+cpu_mark() { "$WORK/cpu" -root $$ "${CPU_PGS[@]}" -save "$WORK/cpu.$1" 2>/dev/null || rm -f "$WORK/cpu.$1"; }
+cpu_since() { [ -f "$WORK/cpu.$1" ] && "$WORK/cpu" -root $$ "${CPU_PGS[@]}" -since "$WORK/cpu.$1" 2>/dev/null || true; }
 # syscalls PID: read and write system calls the process has made so far.
 syscalls() { awk '/^syscr/ {r = $2} /^syscw/ {w = $2} END {print r, w}' "/proc/$1/io"; }
 
@@ -371,36 +440,37 @@ syscalls() { awk '/^syscr/ {r = $2} /^syscw/ {w = $2} END {print r, w}' "/proc/$
 RUN_TOKEN=
 run_tool() {
   local tool=$1 mode=$2 port=$3 pid=$4 n=$5 ids=$6 extra=${7:-}
-  local t0 t1 out="$RAW/$(date +%H%M%S)-$tool-$mode-$n-$port.txt"
+  local t0 t1 line cw out="$RAW/$(date +%H%M%S)-$tool-$mode-$n-$port.txt"
+  cpu_mark run
   t0=$(ticks "$pid")
   case $tool in
   wrk)
     WRK_MODE=$mode WRK_IDS=$ids WRK_PATH=$extra WRK_NONCE="$RANDOM$RANDOM" \
       WRK_HEADER="${RUN_TOKEN:+Authorization: Bearer $RUN_TOKEN}" \
       timeout $((DUR + 30)) wrk -t2 -c"$n" -d"${DUR}s" --timeout 5s -s bench/wrk.lua "http://127.0.0.1:$port" >"$out" 2>&1 || true
-    t1=$(ticks "$pid")
-    awk -v ticks=$((t1 - t0)) '/^WRK_RESULT/ {
+    t1=$(ticks "$pid") cw=$(cpu_since run)
+    line=$(awk -v ticks=$((t1 - t0)) '/^WRK_RESULT/ {
         for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         err = v["status"] + v["connect"] + v["read"] + v["write"] + v["timeout"]
         ok = v["requests"] - v["status"]
         printf "rps=%.1f ok=%d errors=%d total=%d ticks=%d p50=%.3f p99=%.3f\n",
-          ok / (v["duration_us"] / 1e6), ok, err, v["requests"], ticks, v["p50_us"] / 1000, v["p99_us"] / 1000 }' "$out"
+          ok / (v["duration_us"] / 1e6), ok, err, v["requests"], ticks, v["p50_us"] / 1000, v["p99_us"] / 1000 }' "$out")
     ;;
   ghz)
     local md=()
     [ -n "$RUN_TOKEN" ] && md=(--metadata "{\"authorization\":\"Bearer $RUN_TOKEN\"}")
     timeout $((DUR + 30)) "$GHZ" --insecure --protoset "$WORK/users.protoset" --call users.v1.UserService.GetUser \
       -D "$ids.json" "${md[@]}" -c "$n" --connections "$H2CONNS" -z "${DUR}s" -O json "127.0.0.1:$port" >"$out" 2>"$WORK/ghz.err" || true
-    t1=$(ticks "$pid")
+    t1=$(ticks "$pid") cw=$(cpu_since run)
     # Calls still in flight when -z ends fail with "transport is closing"
     # (or, a little later, Canceled "the client connection is closing");
     # up to one per worker is that cut-off, not a server error.
-    jq -r --argjson ticks $((t1 - t0)) --argjson c "$n" '
+    line=$(jq -r --argjson ticks $((t1 - t0)) --argjson c "$n" '
       (.statusCodeDistribution.OK // 0) as $ok |
       ([.errorDistribution // {} | to_entries[] | select(.key | test("transport is closing|client connection is closing|context canceled")) | .value] | add // 0) as $cut |
       (.count - $ok - (if $cut <= $c then $cut else 0 end)) as $err |
       "rps=\($ok / (.total / 1e9)) ok=\($ok) errors=\($err) total=\(.count) ticks=\($ticks) p50=\((.latencyDistribution // [] | map(select(.percentage == 50)) | .[0].latency // 0) / 1e6) p99=\((.latencyDistribution // [] | map(select(.percentage == 99)) | .[0].latency // 0) / 1e6)"' "$out" ||
-      { cat "$WORK/ghz.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
+      { cat "$WORK/ghz.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; })
     ;;
   closed | open)
     local arg="-c $n"
@@ -414,18 +484,20 @@ run_tool() {
     # shellcheck disable=SC2086
     timeout $((DUR + 60)) $nice "$WORK/load" "$tool" -url "http://127.0.0.1:$port" -proto "$mode" $arg \
       -conns "$H2CONNS" -d "${DUR}s" -ids "$ids" "${hdr[@]}" $extra >"$out" 2>"$WORK/load.err" || true
-    t1=$(ticks "$pid")
-    jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms) lag99=\(.lag_p99_ms // 0) ccpu=\(.client_cpu_us // 0)"' "$out" 2>/dev/null ||
-      { cat "$WORK/load.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; }
+    t1=$(ticks "$pid") cw=$(cpu_since run)
+    line=$(jq -r --argjson ticks $((t1 - t0)) '"rps=\(.rps) ok=\(.ok) errors=\(.errors) total=\(.total) ticks=\($ticks) p50=\(.p50_ms) p99=\(.p99_ms) lag99=\(.lag_p99_ms // 0) ccpu=\(.client_cpu_us // 0)"' "$out" 2>/dev/null ||
+      { cat "$WORK/load.err" >&2; echo "rps=0 ok=0 errors=1 total=0 ticks=0 p50=0 p99=0"; })
     ;;
   esac
+  echo "$line $cw"
 }
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # sweep SECTION ENTRY TOOL MODE IDS TARGET:PORT:PID...: peak RPS of each
 # target over $CONCS (or SWEEP_CONCS), the targets back to back at each concurrency (in
 # turn first, so that drift on the machine hits them alike); records every
-# point, with REC_EXTRA (key=value ...) added, and leaves each target's
+# point, with REC_EXTRA (key=value ...) added, runs SWEEP_BEFORE before
+# each point and adds what SWEEP_AFTER prints to it, and leaves each target's
 # best error-free RPS and its concurrency in BEST[target] / BESTC[target].
 declare -A BEST BESTC
 REC_EXTRA=
@@ -443,7 +515,9 @@ sweep() {
     i=$((i + 1))
     for spec in "${order[@]}"; do
       IFS=: read -r target port pid <<<"$spec"
+      [ -n "${SWEEP_BEFORE:-}" ] && $SWEEP_BEFORE
       r=$(run_tool "$tool" "$mode" "$port" "$pid" "$c" "$ids")
+      [ -n "${SWEEP_AFTER:-}" ] && r="$r $($SWEEP_AFTER)"
       echo "$section entry=$entry target=$target tool=$tool conc=$c $REC_EXTRA $r" >>"$RES"
       log "$section $entry $target c=$c $REC_EXTRA: $r"
       if [ "$(field errors "$r")" = 0 ] && awk -v a="$(field rps "$r")" -v b="${BEST[$target]}" 'BEGIN {exit !(a > b)}'; then
@@ -454,15 +528,19 @@ sweep() {
 }
 
 pgbench_run() { # pgbench_run SECTION SCRIPT CLIENTS [-D ...]
-  local section=$1 script=$2 c=$3 out="$WORK/pgbench.out"
+  local section=$1 script=$2 c=$3 out="$RAW/$(date +%H%M%S)-pgbench-$1-$3.txt"
   shift 3
+  # Its clients connect once (no -C), like usersd's pool: PostgreSQL's CPU
+  # per transaction is not a connection's start-up.
+  cpu_mark pgbench
   timeout $((DUR + 60)) "$PGBENCH" -h "$WORK/pg" -p "$PGPORT" -U postgres -n -M prepared -c "$c" -j 2 -T "$DUR" \
     -f "$script" "$@" bench >"$out" 2>&1 || { tail -5 "$out" >&2; }
-  local tps ok failed
+  local cw tps ok failed
+  cw=$(cpu_since pgbench)
   tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | tail -1)
   ok=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
-  local r="rps=${tps:-0} ok=${ok:-0} errors=${failed:-0}"
+  local r="rps=${tps:-0} ok=${ok:-0} errors=${failed:-0} total=$((${ok:-0} + ${failed:-0})) $cw${PGBENCH_AFTER:+ $($PGBENCH_AFTER)}"
   echo "$section entry=pgbench target=pgbench tool=pgbench conc=$c $REC_EXTRA $r" >>"$RES"
   log "$section pgbench c=$c: $r"
 }
@@ -481,13 +559,14 @@ profile() {
     -ids "$ids" >"$WORK/profile-load.json" 2>/dev/null &
   LOAD_PID=$!
   sleep 1.5
-  local t0 io0 t1 io1
+  local t0 io0 t1 io1 cw
+  cpu_mark prof
   t0=$(ticks "$pid") io0=$(syscalls "$pid")
   curl -sf -o "$OUT/$name-cpu.pprof" "http://127.0.0.1:$pport/debug/pprof/profile?seconds=$PSECS" &
   cpid=$!
   curl -sf -o "$OUT/$name-allocs.pprof" "http://127.0.0.1:$pport/debug/pprof/allocs?seconds=$PSECS" || log "allocs profile failed"
   wait "$cpid" || log "cpu profile failed"
-  t1=$(ticks "$pid") io1=$(syscalls "$pid")
+  t1=$(ticks "$pid") io1=$(syscalls "$pid") cw=$(cpu_since prof)
   wait "$LOAD_PID" || true
   LOAD_PID=
   go tool pprof -top -nodecount=40 "$OUT/$name-cpu.pprof" >"$OUT/$name-cpu-top.txt" 2>/dev/null || true
@@ -506,7 +585,7 @@ profile() {
   echo "prof entry=$entry target=$target tool=closed conc=$c rps=$rps reqs=$reqs" \
     "cpu_us=$(awk -v t=$((t1 - t0)) -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
     "syscr=$(awk -v d=$((r1 - r0)) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}')" \
-    "syscw=$(awk -v d=$((w1 - w0)) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}') $layers" >>"$RES"
+    "syscw=$(awk -v d=$((w1 - w0)) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}') $layers $cw" >>"$RES"
   log "profile $target $entry: $(tail -n 1 "$RES")"
 }
 
@@ -650,7 +729,6 @@ log "auth: usersd with AUTH_ISSUER=$ISSUER_URL on :$AUTH_PORT accepts the token"
 RUN_TOKEN=$TOKEN warm connect-proto "$AUTH_PORT" "$IDS"
 RUN_TOKEN=$TOKEN warm rest "$AUTH_PORT" "$IDS"
 
-MAXC=$(tr ' ' '\n' <<<"$CONCS" | sort -n | tail -n 1)
 AUTHE="rest-h1:rest:wrk grpc-h2c:grpc:ghz cproto-h2c:connect-proto:closed"
 for e in $AUTHE; do
   IFS=: read -r entry mode tool <<<"$e"
@@ -676,6 +754,127 @@ AUTH_PID=
 stop_pid "$ISSUER_PID"
 ISSUER_PID=
 fi # phase auth
+
+# ============== replica. Reads from a streaming replica, 100,000 users ==========
+# GetUser's peak with every read on the primary (the main usersd) against
+# a second usersd of the same binary whose reads go to a streaming replica
+# of the bench's PostgreSQL (READ_DATABASE_URLS; usersd sends a read to
+# the primary only while the replica is unusable or too far behind), back
+# to back at the same concurrency; then read-after-write through a replica
+# that applies WAL 100 ms late, with the Consistency-Token and without.
+# The second usersd has AUTH_DISABLED=true like the main one (see the
+# header): its rows compare with the main usersd's, and tokens are the
+# auth phase's subject.
+# replica_up DIR [DELAY]: a streaming replica of the bench's cluster in
+# DIR, replaying DELAY behind; its server counts as "pgr" in the CPU rows.
+replica_up() {
+  scripts/pgcluster.sh replica "$WORK/pg" "$1" "${2:-0}"
+  scripts/pgcluster.sh start "$1"
+  CPU_PGS=(-pg "pg=$WORK/pg" -pg "pgr=$1")
+  REPL_URL=$(scripts/pgcluster.sh url "$1" bench)
+}
+replica_down() { # replica_down DIR
+  CPU_PGS=(-pg "pg=$WORK/pg")
+  scripts/pgcluster.sh stop "$1"
+}
+# reads PORT: "reads_primary=N reads_replica=N", from usersd's /metrics.
+reads() {
+  curl -sf "http://127.0.0.1:$1/metrics" | awk '
+    /^usersd_db_reads_total[{]/ { if ($0 ~ /target="replica"/) r += $NF; else if ($0 ~ /target="primary"/) p += $NF }
+    END { printf "reads_primary=%d reads_replica=%d\n", p, r }'
+}
+reads_delta() { # reads_delta BEFORE AFTER
+  echo "reads_primary=$(($(field reads_primary "$2") - $(field reads_primary "$1"))) reads_replica=$(($(field reads_replica "$2") - $(field reads_replica "$1")))"
+}
+# launch_replica_usersd: the second usersd, reads on REPL_URL; returns once
+# usersd counts the replica usable (it checks every 100 ms).
+launch_replica_usersd() {
+  REPL_PORT=$(free_port)
+  LAUNCH_TAG=replica LAUNCH_ENV="READ_DATABASE_URLS=$REPL_URL REPLICA_MAX_LAG=1s" launch_usersd "$REPL_PORT" warn off
+  REPL_PID=$LAUNCHED_PID
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$REPL_PORT/metrics" | grep -q '^usersd_db_replica_usable{.*} 1$' && return 0
+    sleep 0.1
+  done
+  tail -20 "$WORK/usersd.warn.auth-off.batch-on.replica.log" >&2
+  die "usersd never counted the replica usable"
+}
+
+if want replica; then
+note_load replica
+replica_up "$WORK/pgr"
+# The primary's shared buffers hold every user already (seeded, then read
+# by the phases before); the replica's start empty: read every heap and
+# index page once so that both serve from memory.
+"$PGBIN/psql" -X -q -h "$WORK/pgr" -p "$(sed -n 4p "$WORK/pgr/data/postmaster.pid")" -U postgres -d bench \
+  -c "SELECT count(*) FROM users WHERE email IS NOT NULL" \
+  -c "SET enable_seqscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM users WHERE id > '00000000-0000-0000-0000-000000000000'" >/dev/null
+launch_replica_usersd
+log "replica: usersd on :$REPL_PORT reads from $REPL_URL"
+for p in "$PORT" "$REPL_PORT"; do
+  warm connect-proto "$p" "$IDS"
+  warm rest "$p" "$IDS"
+done
+
+# 1. Peak, primary only against the replica, back to back (ABBA).
+REPLE="rest-h1:rest:wrk cproto-h2c:connect-proto:closed"
+for e in $REPLE; do
+  IFS=: read -r entry mode tool <<<"$e"
+  c=${PEAKC[$entry]:-$MAXC}; [ "$c" = 0 ] && c=$MAXC
+  for round in $(seq "$REPL_ROUNDS"); do
+    order="primary replica"
+    [ $((round % 2)) = 0 ] && order="replica primary"
+    for t in $order; do
+      port=$PORT pid=$USERSD_PID
+      [ "$t" = replica ] && port=$REPL_PORT pid=$REPL_PID
+      m0=$(reads "$REPL_PORT")
+      res=$(run_tool "$tool" "$mode" "$port" "$pid" "$c" "$IDS")
+      m1=$(reads "$REPL_PORT")
+      [ "$t" = replica ] && res="$res $(reads_delta "$m0" "$m1")"
+      echo "replica entry=$entry target=$t round=$round tool=$tool conc=$c $res" >>"$RES"
+      log "replica: $t, $entry c=$c (round $round): $res"
+    done
+  done
+done
+note_rss replica-primary
+note_rss replica "$REPL_PID"
+stop_pid "$REPL_PID"
+REPL_PID=
+replica_down "$WORK/pgr"
+
+# 2. Read-after-write: the replica applies each commit REPL_DELAY after the
+# primary made it (recovery_min_apply_delay), so a GET right after its
+# create reads the replica before the user is there, unless the token
+# sends it to the primary. Open loop at QUIET_RATE pairs/s, token and no
+# token alternating (ABBA).
+replica_up "$WORK/pgr-delay" "$REPL_DELAY"
+launch_replica_usersd
+warm rest "$REPL_PORT" "$IDS"
+for round in $(seq "$REPL_ROUNDS"); do
+  order="token none"
+  [ $((round % 2)) = 0 ] && order="none token"
+  for m in $order; do
+    flag=-token=false
+    [ "$m" = token ] && flag=-token=true
+    out="$RAW/$(date +%H%M%S)-raw-$m.txt"
+    m0=$(reads "$REPL_PORT")
+    cpu_mark raw
+    t0=$(ticks "$REPL_PID")
+    timeout $((DUR + 60)) nice -n -5 "$WORK/load" raw -url "http://127.0.0.1:$REPL_PORT" -rate "$QUIET_RATE" -d "${DUR}s" $flag \
+      >"$out" 2>"$WORK/load.err" || true
+    t1=$(ticks "$REPL_PID") cw=$(cpu_since raw)
+    m1=$(reads "$REPL_PORT")
+    r=$(jq -r '"pairs=\(.pairs) fresh=\(.fresh) stale=\(.stale) errors=\(.errors) no_token=\(.no_token) p50=\(.p50_ms) p99=\(.p99_ms) create_p50=\(.create_p50_ms) get_p50=\(.get_p50_ms) lag99=\(.lag_p99_ms) ccpu=\(.client_cpu_us)"' "$out" 2>/dev/null) ||
+      { cat "$WORK/load.err" >&2; r="pairs=0 errors=1"; }
+    echo "raw mode=$m round=$round rate=$QUIET_RATE delay=$REPL_DELAY $r ticks=$((t1 - t0)) $(reads_delta "$m0" "$m1") $cw" >>"$RES"
+    log "read-after-write, $m (round $round): $r"
+  done
+done
+stop_pid "$REPL_PID"
+REPL_PID=
+replica_down "$WORK/pgr-delay"
+psqlq -c "TRUNCATE river_job" >/dev/null # the pairs' welcome jobs
+fi # phase replica
 
 # =========================== 3. 1,000,000 users ==============================
 if want 3; then
@@ -718,13 +917,16 @@ fi # phase 3
 feed_page() {
   local entry=$1 lproto=$2 round=$3 t0 t1 r out="$RAW/$(date +%H%M%S)-feedpage-$1.txt"
   shift 3
+  cpu_mark feedpage
   t0=$(ticks "$USERSD_PID")
   timeout 120 "$WORK/load" feedpage -url "http://127.0.0.1:$PORT" -proto "$lproto" -size 1000 -min "$FEED_EVENTS" "$@" \
     >"$out" 2>"$WORK/load.err" || true
   t1=$(ticks "$USERSD_PID")
+  local cw
+  cw=$(cpu_since feedpage)
   r=$(jq -r --argjson ticks $((t1 - t0)) '"events=\(.events) pages=\(.pages) bytes=\(.bytes) wire=\(.wire_bytes) seconds=\(.seconds) eps=\(.events_per_s) p50=\(.page_p50_ms) p99=\(.page_p99_ms) ccpu=\(.client_cpu_us_per_event) ticks=\($ticks) errors=0"' "$out" 2>/dev/null) ||
     { cat "$WORK/load.err" >&2; r="events=0 eps=0 errors=1"; }
-  echo "feedpage entry=$entry round=$round size=1000 $r" >>"$RES"
+  echo "feedpage entry=$entry round=$round size=1000 $r $cw" >>"$RES"
   log "feed pager $entry (round $round): $r"
 }
 
@@ -793,11 +995,13 @@ FEEDB_PORT=$(free_port)
 LAUNCH_TAG=feed-other launch_usersd "$FEEDB_PORT" warn off
 FEEDB_PID=$LAUNCHED_PID
 out="$RAW/$(date +%H%M%S)-feedwatch-$FEED_RATE.txt"
+cpu_mark feedwatch
 timeout $((FEED_WATCH_DUR + 60)) nice -n -5 "$WORK/load" feedwatch -write "http://127.0.0.1:$PORT" \
   -watch "same=http://127.0.0.1:$PORT" -watch "other=http://127.0.0.1:$FEEDB_PORT" \
   -streams "$FEED_WATCHERS" -sse "$FEED_WATCHERS" -rate "$FEED_RATE" -d "${FEED_WATCH_DUR}s" -ids "$IDS" \
   >"$out" 2>"$WORK/load.err" || true
-jq -r '. as $r | .groups[] | "feedwatch target=\(.target) kind=\(.kind) watchers=\(.watchers) rate=\($r.rate) seconds=\($r.seconds) writes=\($r.writes) werrors=\($r.write_errors) wp50=\($r.write_p50_ms) wp99=\($r.write_p99_ms) lag99=\($r.lag_p99_ms) expected=\(.expected) samples=\(.samples) missing=\(.missing) early=\(.early) errors=\(.errors + $r.write_errors) p50=\(.p50_ms) p99=\(.p99_ms) max=\(.max_ms)"' \
+cw=$(cpu_since feedwatch)
+jq -r --arg cw "$cw" '. as $r | .groups[] | "feedwatch target=\(.target) kind=\(.kind) watchers=\(.watchers) rate=\($r.rate) seconds=\($r.seconds) writes=\($r.writes) werrors=\($r.write_errors) wp50=\($r.write_p50_ms) wp99=\($r.write_p99_ms) lag99=\($r.lag_p99_ms) expected=\(.expected) samples=\(.samples) missing=\(.missing) early=\(.early) errors=\(.errors + $r.write_errors) p50=\(.p50_ms) p99=\(.p99_ms) max=\(.max_ms) \($cw)"' \
   "$out" >>"$RES" 2>/dev/null || { cat "$WORK/load.err" >&2; echo "feedwatch target=same kind=cproto errors=1" >>"$RES"; }
 grep '^feedwatch' "$RES" | while read -r l; do log "$l"; done
 stop_pid "$FEEDB_PID"
@@ -816,11 +1020,12 @@ half=$((FEED_IDLE / 2))
 conns=$(((half + 199) / 200))
 [ "$conns" -lt "$H2CONNS" ] && conns=$H2CONNS
 out="$RAW/$(date +%H%M%S)-idlewatch-$FEED_IDLE.txt"
+cpu_mark idlewatch
 timeout 120 "$WORK/load" idlewatch -url "http://127.0.0.1:$IDLE_PORT" -pid "$IDLE_PID" -pprof "http://127.0.0.1:$IDLE_PPROF" \
   -streams "$half" -conns "$conns" -sse $((FEED_IDLE - half)) >"$out" 2>"$WORK/load.err" || true
 r=$(jq -r '"streams=\(.streams) conns=\(.conns) sse=\(.sse) alive=\(.alive) base_kb=\(.base.rss_kb) streams_kb=\(.points[0].rss_kb) all_kb=\(.points[1].rss_kb) base_go=\(.base.heap_inuse + .base.stack_inuse) streams_go=\(.points[0].heap_inuse + .points[0].stack_inuse) all_go=\(.points[1].heap_inuse + .points[1].stack_inuse) errors=\(if .alive == .streams + .sse then 0 else 1 end)"' "$out" 2>/dev/null) ||
   { cat "$WORK/load.err" >&2; r="errors=1"; }
-echo "feedmem $r" >>"$RES"
+echo "feedmem $r $(cpu_since idlewatch)" >>"$RES"
 log "idle watchers: $r"
 echo "rss phase=feed-idle hwm_kb=$(hwm "$IDLE_PID")" >>"$RES"
 stop_pid "$IDLE_PID"
@@ -887,6 +1092,15 @@ drain_jobs() {
   log "welcome backlog before $1: $n after $(($(date +%s) - t0)) s"
 }
 
+# clear_jobs, before each CreateUser run, and jobs_done ("jobs=N", the
+# welcome jobs River completed since), after it: every run's PostgreSQL
+# CPU is then that of its own creates and of the jobs they queued, none
+# left over from the run before (a c32 run leaves thousands, and pgbench's
+# next run would pay for them while its 32 clients connect); the jobs
+# worked per create say how much of that work fell inside the window.
+clear_jobs() { psqlq -c "TRUNCATE river_job" >/dev/null; }
+jobs_done() { echo "jobs=$(psqlq -At -c "SELECT count(*) FROM river_job WHERE state = 'completed'")"; }
+
 create_phase() {
   local fsync=$1 round order b e entry lproto port pid target r c
   REC_EXTRA="fsync=$fsync"
@@ -912,20 +1126,32 @@ create_phase() {
     done
   done
   drain_jobs rest-create
-  SWEEP_CONCS=$CREATE_CONCS sweep create rest-create wrk create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  SWEEP_BEFORE=clear_jobs SWEEP_AFTER=jobs_done SWEEP_CONCS=$CREATE_CONCS \
+    sweep create rest-create wrk create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
   CPEAKC=${BESTC[usersd]}
   # How fast River works the welcome backlog the sweep left.
   local q="SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE state IN ('available', 'running', 'retryable')) FROM river_job"
   local done0 backlog0 done1 backlog1
+  # Nothing but River runs meanwhile, so PostgreSQL's CPU over it, per job,
+  # is what a welcome job costs it: the CreateUser rows take that out of
+  # PostgreSQL's CPU per create, whose runs work different shares of their
+  # jobs within the window.
   IFS='|' read -r done0 backlog0 < <(psqlq -At -c "$q")
+  cpu_mark river
   sleep "$DUR"
+  local cw
+  cw=$(cpu_since river)
   IFS='|' read -r done1 backlog1 < <(psqlq -At -c "$q")
-  echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN {printf "%.0f", (b - a) / d}') backlog=$backlog1 workers=20 $REC_EXTRA" >>"$RES"
+  echo "river completed_per_s=$(awk -v a="$done0" -v b="$done1" -v d="$DUR" 'BEGIN {printf "%.0f", (b - a) / d}') jobs=$((done1 - done0)) backlog=$backlog1 workers=20 $REC_EXTRA $cw" >>"$RES"
   log "river (fsync $fsync): $((done1 - done0)) welcome jobs completed in $DUR s; backlog $backlog1"
   drain_jobs cproto-create
-  SWEEP_CONCS=$CREATE_CONCS sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
+  SWEEP_BEFORE=clear_jobs SWEEP_AFTER=jobs_done SWEEP_CONCS=$CREATE_CONCS \
+    sweep create cproto-create closed connect-create "" "usersd:$PORT:$USERSD_PID" "nobatch:$OFF_PORT:$OFF_PID"
   drain_jobs pgbench
-  for c in $PG_CONCS; do pgbench_run create bench/sql/create.pgbench "$c"; done
+  for c in $PG_CONCS; do
+    clear_jobs
+    PGBENCH_AFTER=jobs_done pgbench_run create bench/sql/create.pgbench "$c"
+  done
   note_rss "create-fsync-$fsync"
   note_rss "create-fsync-$fsync-nobatch" "$OFF_PID"
   stop_pid "$OFF_PID"
@@ -969,7 +1195,7 @@ fi # phase 4sync
 
 stop_usersd
 echo "rss hwm_kb=$HWM_KB" >>"$RES"
-echo "meta quietdur=$QUIET_DUR createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS feedprev=${PREV:-none} feedwith=${WITH:-tree} feedrounds=$FEED_ROUNDS feeddur=$FEED_CREATE_DUR version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
+echo "meta quietdur=$QUIET_DUR createconcs=${CREATE_CONCS// /,} pg=$PGVERSION pgfs=$(df --output=fstype "$WORK/pg/data" | tail -n 1) quietrounds=$QUIET_ROUNDS psecs=$PSECS cpus=$(nproc) dur=$DUR concs=${CONCS// /,} pgconcs=${PG_CONCS// /,} authrounds=$AUTH_ROUNDS replicarounds=$REPL_ROUNDS feedprev=${PREV:-none} feedwith=${WITH:-tree} feedrounds=$FEED_ROUNDS feeddur=$FEED_CREATE_DUR version=$(git describe --always --dirty 2>/dev/null || echo dev) seconds=$(($(date +%s) - T_START)) clk_tck=$(getconf CLK_TCK) loadavg_start=$LOADAVG0 loadavg_end=$(awk '{print $1 "/" $2 "/" $3}' /proc/loadavg)" >>"$RES"
 
 go run ./bench/report "$RES" | tee "$OUT/report.txt"
 if [ "$PROFILE" = 1 ] && [ -f "$OUT/getuser-cpu-top.txt" ]; then

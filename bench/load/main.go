@@ -1,14 +1,16 @@
 // Command load is bench/'s own load generator, for what wrk, h2load and ghz
 // cannot do: Connect proto over h2c with a random id per request, CreateUser
 // over an RPC protocol, and the constant-rate (open-loop) latency phase of
-// every entry point; and the change feed's pager, watch-latency and
-// idle-watcher measurements (feed.go).
+// every entry point; the change feed's pager, watch-latency and
+// idle-watcher measurements (feed.go); and read-after-write pairs against
+// a usersd that reads from a replica (raw.go).
 //
 //	load closed -url U -proto P -c N [-conns K] [-d 5s] [-ids FILE] [-header "K: V"]
 //	load open   -url U -proto P -rate R [-conns K] [-d 5s] [-ids FILE] [-header "K: V"]
 //	load pages  -url U -pages N [-size 50]   (prints the page_token of page N)
 //	load protoset -o FILE                    (descriptor set for ghz)
 //	load feedpage | feedwatch | idlewatch    (the change feed: see feed.go)
+//	load raw    -url U -rate R [-d 5s] [-token] (create, then read it: raw.go)
 //
 // Open loop keeps itself honest: request i is due at start+i/rate whatever
 // happened to earlier requests, and its latency runs from that scheduled
@@ -63,7 +65,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: load closed|open|pages|protoset|feedpage|feedwatch|idlewatch [flags]")
+		fail("usage: load closed|open|pages|protoset|feedpage|feedwatch|idlewatch|raw [flags]")
 	}
 	var err error
 	switch os.Args[1] {
@@ -79,6 +81,8 @@ func main() {
 		err = runFeedWatch(os.Args[2:])
 	case "idlewatch":
 		err = runIdleWatch(os.Args[2:])
+	case "raw":
+		err = runRaw(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
